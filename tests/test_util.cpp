@@ -1,0 +1,66 @@
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+namespace ckv::test {
+namespace {
+
+struct TempDirs {
+  std::vector<std::string> dirs;
+  ~TempDirs() {
+    std::error_code ec;
+    for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
+  }
+};
+
+TempDirs& Registry() {
+  static TempDirs registry;
+  return registry;
+}
+
+}  // namespace
+
+std::string SourceDir() {
+  return CKV_SOURCE_DIR;
+}
+
+std::string SharedDir() {
+  if (const char* env = std::getenv("CKV_SHARED_DIR")) return env;
+  return SourceDir() + "/../shared";
+}
+
+std::string BundledModelDir() {
+  return SourceDir() + "/models/stories260k";
+}
+
+std::string MakeTempDir(const std::string& tag) {
+  std::string tmpl = (std::filesystem::temp_directory_path() / ("ckv-" + tag + "-XXXXXX")).string();
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  const char* made = mkdtemp(buf.data());
+  if (made == nullptr) {
+    ADD_FAILURE() << "mkdtemp failed for " << tmpl;
+    return "";
+  }
+  Registry().dirs.push_back(made);
+  return made;
+}
+
+std::string ReadFileOrDie(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    ADD_FAILURE() << "cannot read " << path;
+    return "";
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace ckv::test

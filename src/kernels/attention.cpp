@@ -1,0 +1,276 @@
+#include "kernels/attention.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/convert.h"
+#include "kernels/vec_math.h"
+
+namespace ckv {
+namespace {
+
+// Keys are processed in tiles of kTile; scores of one query row against one tile form one
+// vector, so the QK^T product needs no horizontal reductions.
+constexpr int kTile = 16;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+struct Tile {
+  std::vector<float> kt;  // [head_dim][kTile], transposed keys
+  std::vector<float> v;   // [kTile][head_dim]
+  int n = 0;              // valid keys in the tile
+};
+
+void LoadTile(const KVSpan& s, int64_t t0, int n, int g, const AttentionShape& shape, Tile& tile,
+              std::vector<float>& row) {
+  const int hd = shape.head_dim;
+  const int64_t kv_stride = static_cast<int64_t>(shape.num_kv_heads) * hd;
+  const size_t esize = DTypeSize(shape.kv_dtype);
+  const auto* kb = static_cast<const unsigned char*>(s.k);
+  const auto* vb = static_cast<const unsigned char*>(s.v);
+  tile.n = n;
+  for (int j = 0; j < kTile; ++j) {
+    if (j < n) {
+      const int64_t off = ((t0 + j) * kv_stride + static_cast<int64_t>(g) * hd) * esize;
+      ToF32Row(kb + off, shape.kv_dtype, row.data(), hd);
+      for (int d = 0; d < hd; ++d) tile.kt[d * kTile + j] = row[d];
+      ToF32Row(vb + off, shape.kv_dtype, tile.v.data() + j * hd, hd);
+    } else {
+      for (int d = 0; d < hd; ++d) tile.kt[d * kTile + j] = 0.f;
+      std::fill_n(tile.v.data() + j * hd, hd, 0.f);
+    }
+  }
+}
+
+// scores[j] = q . k_j for the tile's keys; lanes beyond the tile or after `q_pos` get -inf.
+inline void TileScores(const float* q, const Tile& tile, int hd, int64_t key_pos0, int64_t q_pos,
+                       float* scores) {
+  float acc[kTile] = {0};
+  for (int d = 0; d < hd; ++d) {
+    const float qd = q[d];
+    const float* kd = tile.kt.data() + d * kTile;
+    for (int j = 0; j < kTile; ++j) acc[j] += qd * kd[j];
+  }
+  for (int j = 0; j < kTile; ++j) {
+    scores[j] = (j < tile.n && key_pos0 + j <= q_pos) ? acc[j] : kNegInf;
+  }
+}
+
+inline void ExpTile(const float* s, float m, float* p) {
+#if defined(__AVX512F__)
+  static_assert(kTile == 16);
+  const __m512 x = _mm512_loadu_ps(s);
+  const __mmask16 valid = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kNegInf), _CMP_NEQ_OQ);
+  _mm512_storeu_ps(p, _mm512_maskz_mov_ps(valid, Exp512(_mm512_sub_ps(x, _mm512_set1_ps(m)))));
+#else
+  for (int j = 0; j < kTile; ++j) p[j] = s[j] == kNegInf ? 0.f : std::exp(s[j] - m);
+#endif
+}
+
+#if defined(__AVX512F__)
+// One query row against one key tile, online-softmax update of (m, l, o). HDV = head_dim/16.
+// `limit` = number of keys of the tile this row may see (causal and tile length).
+template <int HDV>
+inline void RowTile512(const float* q, const Tile& tile, int limit, float& m, float& l, float* o) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  const float* kt = tile.kt.data();
+  for (int d = 0; d < HDV * 16; d += 2) {
+    acc0 = _mm512_fmadd_ps(_mm512_set1_ps(q[d]), _mm512_loadu_ps(kt + d * kTile), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_set1_ps(q[d + 1]), _mm512_loadu_ps(kt + (d + 1) * kTile), acc1);
+  }
+  const __mmask16 valid = static_cast<__mmask16>((1u << limit) - 1u);
+  const __m512 sc = _mm512_mask_mov_ps(_mm512_set1_ps(kNegInf), valid, _mm512_add_ps(acc0, acc1));
+  const float tmax = _mm512_reduce_max_ps(sc);
+  const float m_new = std::max(m, tmax);
+  const __m512 p = _mm512_maskz_mov_ps(valid, Exp512(_mm512_sub_ps(sc, _mm512_set1_ps(m_new))));
+  if (m_new != m) {
+    const float alpha = m == kNegInf ? 0.f : std::exp(m - m_new);
+    const __m512 a = _mm512_set1_ps(alpha);
+    for (int c = 0; c < HDV; ++c)
+      _mm512_storeu_ps(o + 16 * c, _mm512_mul_ps(a, _mm512_loadu_ps(o + 16 * c)));
+    l *= alpha;
+    m = m_new;
+  }
+  l += _mm512_reduce_add_ps(p);
+  alignas(64) float pj[kTile];
+  _mm512_store_ps(pj, p);
+  __m512 oc[HDV];
+  for (int c = 0; c < HDV; ++c) oc[c] = _mm512_loadu_ps(o + 16 * c);
+  const float* v = tile.v.data();
+  for (int j = 0; j < limit; ++j) {
+    const __m512 b = _mm512_set1_ps(pj[j]);
+    for (int c = 0; c < HDV; ++c)
+      oc[c] = _mm512_fmadd_ps(b, _mm512_loadu_ps(v + j * HDV * 16 + 16 * c), oc[c]);
+  }
+  for (int c = 0; c < HDV; ++c) _mm512_storeu_ps(o + 16 * c, oc[c]);
+}
+#endif
+
+// Portable version of RowTile512 for any head_dim.
+inline void RowTileGeneric(const float* q, const Tile& tile, int hd, int limit, float& m, float& l,
+                           float* o) {
+  float s[kTile], p[kTile];
+  float acc[kTile] = {0};
+  for (int d = 0; d < hd; ++d) {
+    const float* kd = tile.kt.data() + d * kTile;
+    for (int j = 0; j < kTile; ++j) acc[j] += q[d] * kd[j];
+  }
+  float tmax = kNegInf;
+  for (int j = 0; j < kTile; ++j) {
+    s[j] = j < limit ? acc[j] : kNegInf;
+    tmax = std::max(tmax, s[j]);
+  }
+  const float m_new = std::max(m, tmax);
+  ExpTile(s, m_new, p);
+  if (m_new != m) {
+    const float alpha = m == kNegInf ? 0.f : std::exp(m - m_new);
+    for (int d = 0; d < hd; ++d) o[d] *= alpha;
+    l *= alpha;
+    m = m_new;
+  }
+  for (int j = 0; j < limit; ++j) {
+    l += p[j];
+    const float* vj = tile.v.data() + static_cast<size_t>(j) * hd;
+    for (int d = 0; d < hd; ++d) o[d] += p[j] * vj[d];
+  }
+}
+
+void RowTile(const float* q, const Tile& tile, int hd, int limit, float& m, float& l, float* o) {
+#if defined(__AVX512F__)
+  switch (hd) {
+    case 64:
+      return RowTile512<4>(q, tile, limit, m, l, o);
+    case 128:
+      return RowTile512<8>(q, tile, limit, m, l, o);
+    case 32:
+      return RowTile512<2>(q, tile, limit, m, l, o);
+    case 16:
+      return RowTile512<1>(q, tile, limit, m, l, o);
+    default:
+      break;
+  }
+#endif
+  RowTileGeneric(q, tile, hd, limit, m, l, o);
+}
+
+struct SpanRange {
+  const KVSpan* span;
+  int64_t key_base;  // index of the span's first key among all keys
+};
+
+}  // namespace
+
+void Attention(const float* q, int n_queries, const int32_t* q_pos, std::span<const KVSpan> spans,
+               const AttentionShape& shape, float* out, AttentionObserver* observer) {
+  const int hd = shape.head_dim;
+  const int group = shape.num_heads / shape.num_kv_heads;
+  const int q_stride = shape.num_heads * hd;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  std::vector<SpanRange> ranges;
+  int64_t total_keys = 0;
+  for (const auto& s : spans) {
+    ranges.push_back({&s, total_keys});
+    total_keys += s.n_tokens;
+  }
+  // Enough query rows per work item to amortize loading a key tile, few enough to keep
+  // the accumulators in cache.
+  const int qblock = std::max(1, 96 / group);
+  const int n_qblocks = (n_queries + qblock - 1) / qblock;
+  const int64_t work = static_cast<int64_t>(n_qblocks) * shape.num_kv_heads;
+  const int n_threads = omp_get_max_threads();
+  std::vector<std::vector<float>> mass_per_thread(observer ? n_threads : 0);
+
+#pragma omp parallel
+  {
+    const int tid = omp_get_thread_num();
+    const int max_rows = qblock * group;
+    std::vector<float> qs(static_cast<size_t>(max_rows) * hd);
+    std::vector<float> o(static_cast<size_t>(max_rows) * hd);
+    std::vector<float> m(max_rows), l(max_rows);
+    std::vector<int64_t> row_pos(max_rows);
+    std::vector<float> row(hd);
+    Tile tile{std::vector<float>(static_cast<size_t>(hd) * kTile),
+              std::vector<float>(static_cast<size_t>(kTile) * hd), 0};
+    float* mass = nullptr;
+    if (observer) {
+      mass_per_thread[tid].assign(total_keys, 0.f);
+      mass = mass_per_thread[tid].data();
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t w = 0; w < work; ++w) {
+      const int g = static_cast<int>(w % shape.num_kv_heads);
+      const int i0 = static_cast<int>(w / shape.num_kv_heads) * qblock;
+      const int nq = std::min(qblock, n_queries - i0);
+      const int rows = nq * group;
+      int64_t max_pos = 0;
+      for (int r = 0; r < rows; ++r) {
+        const int i = i0 + r / group;
+        const int h = g * group + r % group;
+        const float* src = q + static_cast<size_t>(i) * q_stride + static_cast<size_t>(h) * hd;
+        for (int d = 0; d < hd; ++d) qs[static_cast<size_t>(r) * hd + d] = src[d] * scale;
+        row_pos[r] = q_pos[i];
+        max_pos = std::max<int64_t>(max_pos, q_pos[i]);
+      }
+      std::fill_n(o.begin(), static_cast<size_t>(rows) * hd, 0.f);
+      std::fill_n(m.begin(), rows, kNegInf);
+      std::fill_n(l.begin(), rows, 0.f);
+
+      // Online softmax over key tiles (flash-attention style).
+      for (const SpanRange& sr : ranges) {
+        const KVSpan& sp = *sr.span;
+        const int64_t visible = std::clamp<int64_t>(max_pos - sp.pos_begin + 1, 0, sp.n_tokens);
+        for (int64_t t0 = 0; t0 < visible; t0 += kTile) {
+          LoadTile(sp, t0, static_cast<int>(std::min<int64_t>(kTile, visible - t0)), g, shape, tile,
+                   row);
+          const int64_t key_pos0 = sp.pos_begin + t0;
+          for (int r = 0; r < rows; ++r) {
+            if (row_pos[r] < key_pos0) continue;  // tile entirely in this row's future
+            const int limit =
+                static_cast<int>(std::min<int64_t>(tile.n, row_pos[r] - key_pos0 + 1));
+            RowTile(qs.data() + static_cast<size_t>(r) * hd, tile, hd, limit, m[r], l[r],
+                    o.data() + static_cast<size_t>(r) * hd);
+          }
+        }
+      }
+      for (int r = 0; r < rows; ++r) {
+        const int i = i0 + r / group;
+        const int h = g * group + r % group;
+        float* dst = out + static_cast<size_t>(i) * q_stride + static_cast<size_t>(h) * hd;
+        const float inv = l[r] > 0 ? 1.0f / l[r] : 0.f;
+        for (int d = 0; d < hd; ++d) dst[d] = o[static_cast<size_t>(r) * hd + d] * inv;
+      }
+      if (mass != nullptr) {
+        // Exact probabilities need the final max and sum: a second pass over the scores.
+        for (const SpanRange& sr : ranges) {
+          const KVSpan& sp = *sr.span;
+          const int64_t visible = std::clamp<int64_t>(max_pos - sp.pos_begin + 1, 0, sp.n_tokens);
+          for (int64_t t0 = 0; t0 < visible; t0 += kTile) {
+            LoadTile(sp, t0, static_cast<int>(std::min<int64_t>(kTile, visible - t0)), g, shape,
+                     tile, row);
+            const int64_t key_pos0 = sp.pos_begin + t0;
+            float s[kTile], p[kTile];
+            for (int r = 0; r < rows; ++r) {
+              if (row_pos[r] < key_pos0 || l[r] == 0.f) continue;
+              TileScores(qs.data() + static_cast<size_t>(r) * hd, tile, hd, key_pos0, row_pos[r],
+                         s);
+              ExpTile(s, m[r], p);
+              const float inv = 1.0f / l[r];
+              for (int j = 0; j < tile.n; ++j) mass[sr.key_base + t0 + j] += p[j] * inv;
+            }
+          }
+        }
+      }
+    }
+  }
+  if (observer) {
+    for (const auto& mt : mass_per_thread) {
+      if (mt.empty()) continue;
+      for (int64_t t = 0; t < total_keys; ++t) observer->key_mass[t] += mt[t];
+    }
+  }
+}
+
+}  // namespace ckv

@@ -1,0 +1,40 @@
+// Grouped-query attention of a block of queries over KV given as spans of consecutive
+// positions (the whole cache, or a selection of stored prefix chunks plus the suffix).
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "kernels/dtype.h"
+
+namespace ckv {
+
+// Keys/values of `n_tokens` consecutive positions starting at `pos_begin`; each token holds
+// num_kv_heads * head_dim elements of `dtype` (keys already rotated).
+struct KVSpan {
+  const void* k = nullptr;
+  const void* v = nullptr;
+  int64_t n_tokens = 0;
+  int64_t pos_begin = 0;
+};
+
+struct AttentionShape {
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  DType kv_dtype = DType::kBF16;
+};
+
+// Observed attention, for importance scoring: key_mass[t] accumulates, over queries and
+// heads, the softmax probability given to the t-th key (keys numbered through the spans in
+// order). Must have room for the sum of span lengths.
+struct AttentionObserver {
+  float* key_mass = nullptr;
+};
+
+// out[i] = softmax(q[i] K^T / sqrt(d)) V over the keys with position <= q_pos[i].
+// q and out: [n_queries][num_heads * head_dim] float32.
+void Attention(const float* q, int n_queries, const int32_t* q_pos, std::span<const KVSpan> spans,
+               const AttentionShape& shape, float* out, AttentionObserver* observer = nullptr);
+
+}  // namespace ckv

@@ -1,0 +1,235 @@
+#include "kernels/linear.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <dnnl.hpp>
+
+#include "kernels/convert.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace ckv {
+namespace {
+
+using dnnl::memory;
+
+memory::data_type ToDnnl(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return memory::data_type::f32;
+    case DType::kBF16:
+      return memory::data_type::bf16;
+    case DType::kF16:
+      return memory::data_type::f16;
+  }
+  return memory::data_type::f32;
+}
+
+// Rows of f16 weights converted to float32 per block in the batched path.
+constexpr int64_t kF16BlockRows = 256;
+
+}  // namespace
+
+struct Linear::Impl {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  // Weight as oneDNN sees it (for F16: unused; blocks are converted on the fly).
+  memory::desc weight_desc;
+  memory weight_mem;
+  std::vector<uint16_t> packed_storage16;
+  std::vector<float> packed_storage32;
+
+  struct Prim {
+    dnnl::matmul matmul;
+    memory::desc src_desc;
+    memory::desc dst_desc;
+  };
+  mutable std::mutex mu;
+  mutable std::map<std::pair<int, int64_t>, std::shared_ptr<Prim>> prims;  // (m, n) -> primitive
+
+  // Primitive for x[m, k] (src_type) times a weight [k, n] laid out as `wdesc`, writing an
+  // [m, n] float32 output with row stride ldc.
+  std::shared_ptr<Prim> Get(int m, int64_t n, int64_t k, memory::data_type src_type,
+                            const memory::desc& wdesc, int64_t ldc) const {
+    std::lock_guard<std::mutex> lock(mu);
+    auto key = std::make_pair(m, n);
+    auto it = prims.find(key);
+    if (it != prims.end()) return it->second;
+    auto p = std::make_shared<Prim>();
+    p->src_desc = memory::desc({m, k}, src_type, memory::format_tag::ab);
+    p->dst_desc = memory::desc({m, n}, memory::data_type::f32, memory::dims{ldc, 1});
+    auto pd =
+        dnnl::matmul::primitive_desc(dnnl::matmul::desc(p->src_desc, wdesc, p->dst_desc), engine);
+    p->matmul = dnnl::matmul(pd);
+    prims.emplace(key, p);
+    return p;
+  }
+};
+
+Linear::Linear(std::unique_ptr<Impl> impl, const void* data, DType dtype, int64_t out, int64_t in)
+    : impl_(std::move(impl)), data_(data), dtype_(dtype), out_(out), in_(in) {}
+
+Linear::~Linear() = default;
+
+Result<std::unique_ptr<Linear>> Linear::Create(const void* data, DType dtype, int64_t out_features,
+                                               int64_t in_features, const LinearOptions& opts) {
+  if (out_features <= 0 || in_features <= 0) {
+    return Status::InvalidArgument("linear layer with non-positive shape");
+  }
+  auto impl = std::make_unique<Impl>();
+  const void* used = data;
+  try {
+    if (dtype != DType::kF16) {
+      // W is [out, in] row-major = a [in, out] matrix in column-major ("ba") order.
+      memory::desc plain({in_features, out_features}, ToDnnl(dtype), memory::format_tag::ba);
+      if (opts.pack_weights) {
+        memory::desc any({in_features, out_features}, ToDnnl(dtype), memory::format_tag::any);
+        memory::desc src({64, in_features}, ToDnnl(dtype), memory::format_tag::ab);
+        memory::desc dst({64, out_features}, memory::data_type::f32, memory::format_tag::ab);
+        auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, any, dst), impl->engine);
+        impl->weight_desc = pd.weights_desc();
+        const size_t bytes = impl->weight_desc.get_size();
+        void* buf;
+        if (dtype == DType::kF32) {
+          impl->packed_storage32.resize(bytes / sizeof(float) + 1);
+          buf = impl->packed_storage32.data();
+        } else {
+          impl->packed_storage16.resize(bytes / sizeof(uint16_t) + 1);
+          buf = impl->packed_storage16.data();
+        }
+        impl->weight_mem = memory(impl->weight_desc, impl->engine, buf);
+        memory plain_mem(plain, impl->engine, const_cast<void*>(data));
+        dnnl::stream s(impl->engine);
+        dnnl::reorder(plain_mem, impl->weight_mem).execute(s, plain_mem, impl->weight_mem);
+        s.wait();
+      } else {
+        impl->weight_desc = plain;
+        impl->weight_mem = memory(plain, impl->engine, const_cast<void*>(data));
+      }
+    }
+  } catch (const dnnl::error& e) {
+    return Status::Internal(std::string("oneDNN could not set up a matmul: ") + e.what());
+  }
+  return std::unique_ptr<Linear>(
+      new Linear(std::move(impl), used, dtype, out_features, in_features));
+}
+
+void Linear::Forward(const float* x, int m, float* y, const uint16_t* x_bf16) const {
+  if (m <= kGemvMaxRows) {
+    ForwardGemv(x, m, y);
+    return;
+  }
+  dnnl::stream stream(impl_->engine);
+  const int64_t k = in_;
+  if (dtype_ == DType::kF16) {
+    // No f16 matmul on CPUs without AVX512-FP16: convert a block of rows to f32 and run
+    // the f32 matmul on it; the conversion is 1/m of the multiply work.
+    std::vector<float> wblock(static_cast<size_t>(kF16BlockRows) * k);
+    memory::desc src({m, k}, memory::data_type::f32, memory::format_tag::ab);
+    memory src_mem(src, impl_->engine, const_cast<float*>(x));
+    for (int64_t n0 = 0; n0 < out_; n0 += kF16BlockRows) {
+      const int64_t nb = std::min(kF16BlockRows, out_ - n0);
+      const uint16_t* w = static_cast<const uint16_t*>(data_) + n0 * k;
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < nb; ++r) F16ToF32Row(w + r * k, wblock.data() + r * k, k);
+      memory::desc wdesc({k, nb}, memory::data_type::f32, memory::format_tag::ba);
+      auto prim = impl_->Get(m, nb, k, memory::data_type::f32, wdesc, out_);
+      memory wmem(wdesc, impl_->engine, wblock.data());
+      memory dst_mem(prim->dst_desc, impl_->engine, y + n0);
+      prim->matmul.execute(
+          stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, wmem}, {DNNL_ARG_DST, dst_mem}});
+    }
+    stream.wait();
+    return;
+  }
+  const auto src_type = ToDnnl(dtype_);
+  std::vector<uint16_t> xb;
+  const void* src_ptr = x;
+  if (dtype_ == DType::kBF16 && x_bf16 != nullptr) {
+    src_ptr = x_bf16;
+  } else if (dtype_ == DType::kBF16) {
+    xb.resize(static_cast<size_t>(m) * k);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < m; ++r) F32ToBf16Row(x + r * k, xb.data() + r * k, k);
+    src_ptr = xb.data();
+  }
+  auto prim = impl_->Get(m, out_, k, src_type, impl_->weight_desc, out_);
+  memory src_mem(prim->src_desc, impl_->engine, const_cast<void*>(src_ptr));
+  memory dst_mem(prim->dst_desc, impl_->engine, y);
+  prim->matmul.execute(
+      stream,
+      {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, impl_->weight_mem}, {DNNL_ARG_DST, dst_mem}});
+  stream.wait();
+}
+
+namespace {
+
+// Dot products of one weight row (stored type T) with m float32 input rows.
+template <DType T>
+inline void DotRow(const void* wrow_v, const float* x, int m, int64_t k, float* out) {
+  float acc_s[Linear::kGemvMaxRows] = {0};
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  __m512 acc[Linear::kGemvMaxRows];
+  for (int r = 0; r < m; ++r) acc[r] = _mm512_setzero_ps();
+  for (; i + 16 <= k; i += 16) {
+    __m512 w;
+    if constexpr (T == DType::kF32) {
+      w = _mm512_loadu_ps(static_cast<const float*>(wrow_v) + i);
+    } else {
+      __m256i h = _mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(wrow_v) + i));
+      if constexpr (T == DType::kBF16) {
+        w = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+      } else {
+        w = _mm512_cvtph_ps(h);
+      }
+    }
+    for (int r = 0; r < m; ++r) acc[r] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + r * k + i), acc[r]);
+  }
+  for (int r = 0; r < m; ++r) acc_s[r] = _mm512_reduce_add_ps(acc[r]);
+#endif
+  for (; i < k; ++i) {
+    float w;
+    if constexpr (T == DType::kF32) {
+      w = static_cast<const float*>(wrow_v)[i];
+    } else if constexpr (T == DType::kBF16) {
+      w = Bf16ToF32(static_cast<const uint16_t*>(wrow_v)[i]);
+    } else {
+      w = F16ToF32(static_cast<const uint16_t*>(wrow_v)[i]);
+    }
+    for (int r = 0; r < m; ++r) acc_s[r] += w * x[r * k + i];
+  }
+  for (int r = 0; r < m; ++r) out[r] = acc_s[r];
+}
+
+template <DType T>
+void GemvT(const void* w, int64_t out_features, int64_t k, const float* x, int m, float* y) {
+  const size_t row_bytes = static_cast<size_t>(k) * DTypeSize(T);
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < out_features; ++n) {
+    float res[Linear::kGemvMaxRows];
+    DotRow<T>(static_cast<const char*>(w) + n * row_bytes, x, m, k, res);
+    for (int r = 0; r < m; ++r) y[r * out_features + n] = res[r];
+  }
+}
+
+}  // namespace
+
+void Linear::ForwardGemv(const float* x, int m, float* y) const {
+  switch (dtype_) {
+    case DType::kF32:
+      GemvT<DType::kF32>(data_, out_, in_, x, m, y);
+      break;
+    case DType::kBF16:
+      GemvT<DType::kBF16>(data_, out_, in_, x, m, y);
+      break;
+    case DType::kF16:
+      GemvT<DType::kF16>(data_, out_, in_, x, m, y);
+      break;
+  }
+}
+
+}  // namespace ckv

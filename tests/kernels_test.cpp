@@ -1,0 +1,196 @@
+// Kernels against straightforward reference loops.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "kernels/attention.h"
+#include "kernels/convert.h"
+#include "kernels/linear.h"
+#include "kernels/ops.h"
+
+namespace ckv {
+namespace {
+
+std::vector<float> Random(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+// Stores f32 values as `dt` and returns the rounded values back as f32 (the reference input).
+std::vector<float> Quantize(const std::vector<float>& v, DType dt,
+                            std::vector<unsigned char>& store) {
+  store.resize(v.size() * DTypeSize(dt));
+  std::vector<float> back(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (dt == DType::kF32) {
+      reinterpret_cast<float*>(store.data())[i] = v[i];
+    } else {
+      const uint16_t h = dt == DType::kBF16 ? F32ToBf16(v[i]) : F32ToF16(v[i]);
+      reinterpret_cast<uint16_t*>(store.data())[i] = h;
+    }
+  }
+  ToF32Row(store.data(), dt, back.data(), v.size());
+  return back;
+}
+
+class LinearTest : public ::testing::TestWithParam<std::tuple<DType, int, bool>> {};
+
+TEST_P(LinearTest, MatchesReference) {
+  const auto [dt, m, pack] = GetParam();
+  const int k = 72, n = 300;  // not multiples of the SIMD width
+  std::vector<unsigned char> wstore;
+  const auto w = Quantize(Random(static_cast<size_t>(n) * k, 1, 0.1f), dt, wstore);
+  const auto x = Random(static_cast<size_t>(m) * k, 2);
+  auto lin = Linear::Create(wstore.data(), dt, n, k, LinearOptions{pack});
+  ASSERT_TRUE(lin.ok()) << lin.status().ToString();
+  std::vector<float> y(static_cast<size_t>(m) * n);
+  (*lin)->Forward(x.data(), m, y.data());
+  double max_err = 0;
+  for (int r = 0; r < m; ++r) {
+    for (int c = 0; c < n; ++c) {
+      double ref = 0;
+      for (int i = 0; i < k; ++i) ref += static_cast<double>(x[r * k + i]) * w[c * k + i];
+      max_err = std::max(max_err, std::abs(ref - y[r * n + c]));
+    }
+  }
+  // bf16 weights on the batched path also round x to bf16 (relative 2^-8 per product).
+  const bool rounds_x = dt == DType::kBF16 && m > Linear::kGemvMaxRows;
+  EXPECT_LE(max_err, rounds_x ? 0.05 : 1e-4) << "m=" << m;
+}
+
+INSTANTIATE_TEST_SUITE_P(All, LinearTest,
+                         ::testing::Combine(::testing::Values(DType::kF32, DType::kBF16,
+                                                              DType::kF16),
+                                            ::testing::Values(1, 3, 17), ::testing::Bool()));
+
+struct RefAttention {
+  std::vector<float> out;
+  std::vector<double> mass;
+};
+
+RefAttention Naive(const std::vector<float>& q, int nq, const std::vector<int32_t>& qpos,
+                   const std::vector<std::vector<float>>& ks,
+                   const std::vector<std::vector<float>>& vs, const std::vector<KVSpan>& spans,
+                   const AttentionShape& sh) {
+  const int hd = sh.head_dim, group = sh.num_heads / sh.num_kv_heads, kvd = sh.num_kv_heads * hd;
+  RefAttention r;
+  r.out.assign(static_cast<size_t>(nq) * sh.num_heads * hd, 0.f);
+  int64_t total = 0;
+  for (const auto& s : spans) total += s.n_tokens;
+  r.mass.assign(total, 0.0);
+  for (int i = 0; i < nq; ++i) {
+    for (int h = 0; h < sh.num_heads; ++h) {
+      const int g = h / group;
+      std::vector<double> sc;
+      std::vector<std::pair<size_t, int64_t>> where;  // (span, token)
+      for (size_t s = 0; s < spans.size(); ++s) {
+        for (int64_t t = 0; t < spans[s].n_tokens; ++t) {
+          if (spans[s].pos_begin + t > qpos[i]) continue;
+          double d = 0;
+          for (int e = 0; e < hd; ++e)
+            d += q[(i * sh.num_heads + h) * hd + e] * ks[s][t * kvd + g * hd + e];
+          sc.push_back(d / std::sqrt(hd));
+          where.emplace_back(s, t);
+        }
+      }
+      double mx = -1e300, sum = 0;
+      for (double v : sc) mx = std::max(mx, v);
+      for (double& v : sc) sum += (v = std::exp(v - mx));
+      int64_t base_of[16] = {0};
+      for (size_t s = 1; s < spans.size(); ++s) base_of[s] = base_of[s - 1] + spans[s - 1].n_tokens;
+      for (size_t j = 0; j < sc.size(); ++j) {
+        const double p = sc[j] / sum;
+        const auto [s, t] = where[j];
+        r.mass[base_of[s] + t] += p;
+        for (int e = 0; e < hd; ++e)
+          r.out[(i * sh.num_heads + h) * hd + e] += p * vs[s][t * kvd + g * hd + e];
+      }
+    }
+  }
+  return r;
+}
+
+class AttentionTest : public ::testing::TestWithParam<std::tuple<DType, int>> {};
+
+TEST_P(AttentionTest, MatchesNaiveOverSpansWithCausalMaskAndMass) {
+  const auto [dt, hd] = GetParam();
+  AttentionShape sh{8, 2, hd, dt};
+  const int kvd = sh.num_kv_heads * hd;
+  // Two "prefix chunks" with a gap in positions, then the new tokens' own span.
+  const std::vector<std::pair<int64_t, int64_t>> layout = {{0, 16}, {48, 21}, {100, 37}};
+  std::vector<std::vector<unsigned char>> kstore(3), vstore(3);
+  std::vector<std::vector<float>> ks, vs;
+  std::vector<KVSpan> spans;
+  for (size_t s = 0; s < layout.size(); ++s) {
+    ks.push_back(Quantize(Random(layout[s].second * kvd, 10 + s), dt, kstore[s]));
+    vs.push_back(Quantize(Random(layout[s].second * kvd, 20 + s), dt, vstore[s]));
+    spans.push_back({kstore[s].data(), vstore[s].data(), layout[s].second, layout[s].first});
+  }
+  const int nq = 37;
+  std::vector<int32_t> qpos(nq);
+  for (int i = 0; i < nq; ++i) qpos[i] = 100 + i;
+  const auto q = Random(static_cast<size_t>(nq) * sh.num_heads * hd, 5);
+  std::vector<float> out(q.size());
+  int64_t total = 0;
+  for (const auto& s : spans) total += s.n_tokens;
+  std::vector<float> mass(total, 0.f);
+  AttentionObserver obs{mass.data()};
+  Attention(q.data(), nq, qpos.data(), spans, sh, out.data(), &obs);
+  const RefAttention ref = Naive(q, nq, qpos, ks, vs, spans, sh);
+  double max_err = 0, mass_err = 0, mass_sum = 0;
+  for (size_t i = 0; i < out.size(); ++i)
+    max_err = std::max<double>(max_err, std::abs(out[i] - ref.out[i]));
+  for (int64_t t = 0; t < total; ++t) {
+    mass_err = std::max(mass_err, std::abs(mass[t] - ref.mass[t]));
+    mass_sum += mass[t];
+  }
+  EXPECT_LE(max_err, 1e-5);
+  EXPECT_LE(mass_err, 1e-4);
+  EXPECT_NEAR(mass_sum, nq * sh.num_heads, 1e-2);  // each query row's probabilities sum to 1
+}
+
+INSTANTIATE_TEST_SUITE_P(All, AttentionTest,
+                         ::testing::Combine(::testing::Values(DType::kF32, DType::kBF16),
+                                            ::testing::Values(8, 16, 64)));
+
+TEST(Ops, SiluMulMatchesScalar) {
+  const auto g = Random(1000, 3, 4.0f);
+  const auto u = Random(1000, 4);
+  std::vector<float> out(1000);
+  SiluMul(g.data(), u.data(), out.data(), out.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    const double ref = g[i] / (1.0 + std::exp(-static_cast<double>(g[i]))) * u[i];
+    EXPECT_NEAR(out[i], ref, 1e-5 * std::max(1.0, std::abs(ref)));
+  }
+}
+
+TEST(Ops, RmsNormAndRope) {
+  const int dim = 16;
+  const auto x = Random(2 * dim, 6);
+  std::vector<float> w(dim, 2.0f), y(2 * dim);
+  RmsNorm(x.data(), w.data(), 1e-6f, 2, dim, y.data());
+  for (int r = 0; r < 2; ++r) {
+    double ss = 0;
+    for (int i = 0; i < dim; ++i) ss += y[r * dim + i] * y[r * dim + i];
+    EXPECT_NEAR(ss / dim, 4.0, 1e-3);  // rms 1, scaled by weight 2
+  }
+  // RoPE at position 0 is the identity; it preserves each pair's norm elsewhere.
+  RopeTable rope(8, 10000.f);
+  auto v = Random(16, 7);
+  auto orig = v;
+  const int32_t pos[2] = {0, 5};
+  rope.Apply(v.data(), 2, 8, 1, pos);
+  for (int i = 0; i < 8; ++i) EXPECT_FLOAT_EQ(v[i], orig[i]);
+  for (int i = 0; i < 4; ++i) {
+    const double a = std::hypot(orig[8 + i], orig[8 + i + 4]);
+    const double b = std::hypot(v[8 + i], v[8 + i + 4]);
+    EXPECT_NEAR(a, b, 1e-5);
+  }
+}
+
+}  // namespace
+}  // namespace ckv

@@ -155,7 +155,41 @@ TEST_P(AttentionTest, MatchesNaiveOverSpansWithCausalMaskAndMass) {
 
 INSTANTIATE_TEST_SUITE_P(All, AttentionTest,
                          ::testing::Combine(::testing::Values(DType::kF32, DType::kBF16),
-                                            ::testing::Values(8, 16, 64)));
+                                            ::testing::Values(8, 16, 64)),
+                         [](const auto& info) {
+                           return std::string(DTypeName(std::get<0>(info.param))) + "_hd" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
+
+TEST(Attention, SplittingTheContextIntoSpansIsBitExact) {
+  AttentionShape sh{4, 2, 16, DType::kBF16};
+  const int kvd = sh.num_kv_heads * sh.head_dim;
+  const int64_t n_keys = 83;
+  std::vector<unsigned char> ks, vs;
+  Quantize(Random(n_keys * kvd, 30), DType::kBF16, ks);
+  Quantize(Random(n_keys * kvd, 31), DType::kBF16, vs);
+  const int nq = 5;
+  std::vector<int32_t> qpos(nq);
+  for (int i = 0; i < nq; ++i) qpos[i] = static_cast<int32_t>(n_keys - nq + i);
+  const auto q = Random(static_cast<size_t>(nq) * sh.num_heads * sh.head_dim, 32);
+  const KVSpan whole{ks.data(), vs.data(), n_keys, 0};
+  std::vector<float> ref(q.size()), split_out(q.size());
+  std::vector<float> mass_ref(n_keys, 0.f), mass_split(n_keys, 0.f);
+  AttentionObserver obs_ref{mass_ref.data()}, obs_split{mass_split.data()};
+  Attention(q.data(), nq, qpos.data(), {&whole, 1}, sh, ref.data(), &obs_ref);
+  // Chunks of 16 with a partial last one, then the "suffix" as its own span.
+  std::vector<KVSpan> spans;
+  const size_t row = static_cast<size_t>(kvd) * 2;
+  for (int64_t t = 0; t < n_keys - nq; t += 16) {
+    const int64_t len = std::min<int64_t>(16, n_keys - nq - t);
+    spans.push_back({ks.data() + t * row, vs.data() + t * row, len, t});
+  }
+  spans.push_back(
+      {ks.data() + (n_keys - nq) * row, vs.data() + (n_keys - nq) * row, nq, n_keys - nq});
+  Attention(q.data(), nq, qpos.data(), spans, sh, split_out.data(), &obs_split);
+  EXPECT_EQ(ref, split_out);
+  EXPECT_EQ(mass_ref, mass_split);
+}
 
 TEST(Ops, SiluMulMatchesScalar) {
   const auto g = Random(1000, 3, 4.0f);

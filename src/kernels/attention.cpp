@@ -21,33 +21,70 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 struct Tile {
   std::vector<float> kt;  // [head_dim][kTile], transposed keys
   std::vector<float> v;   // [kTile][head_dim]
+  int64_t pos[kTile];     // position of each key (increasing)
   int n = 0;              // valid keys in the tile
 };
 
-void LoadTile(const KVSpan& s, int64_t t0, int n, int g, const AttentionShape& shape, Tile& tile,
+// Walks the keys of all spans in order. Tiles are cut from this concatenated sequence, not
+// per span, so attending to a context split into chunk spans performs exactly the same
+// arithmetic as attending to the same keys stored contiguously.
+class KeyCursor {
+ public:
+  explicit KeyCursor(std::span<const KVSpan> spans) : spans_(spans) { Skip(); }
+  bool done() const { return span_ >= spans_.size(); }
+  int64_t pos() const { return spans_[span_].pos_begin + offset_; }
+  const KVSpan& span() const { return spans_[span_]; }
+  int64_t offset() const { return offset_; }
+  void Next() {
+    ++offset_;
+    Skip();
+  }
+
+ private:
+  void Skip() {
+    while (span_ < spans_.size() && offset_ >= spans_[span_].n_tokens) {
+      ++span_;
+      offset_ = 0;
+    }
+  }
+  std::span<const KVSpan> spans_;
+  size_t span_ = 0;
+  int64_t offset_ = 0;
+};
+
+// Loads the next (up to) kTile keys with position <= max_pos of KV head g from the cursor.
+void LoadTile(KeyCursor& cur, int64_t max_pos, int g, const AttentionShape& shape, Tile& tile,
               std::vector<float>& row) {
   const int hd = shape.head_dim;
   const int64_t kv_stride = static_cast<int64_t>(shape.num_kv_heads) * hd;
   const size_t esize = DTypeSize(shape.kv_dtype);
-  const auto* kb = static_cast<const unsigned char*>(s.k);
-  const auto* vb = static_cast<const unsigned char*>(s.v);
+  int n = 0;
+  for (; n < kTile && !cur.done() && cur.pos() <= max_pos; ++n, cur.Next()) {
+    const int64_t off = (cur.offset() * kv_stride + static_cast<int64_t>(g) * hd) * esize;
+    ToF32Row(static_cast<const unsigned char*>(cur.span().k) + off, shape.kv_dtype, row.data(), hd);
+    for (int d = 0; d < hd; ++d) tile.kt[d * kTile + n] = row[d];
+    ToF32Row(static_cast<const unsigned char*>(cur.span().v) + off, shape.kv_dtype,
+             tile.v.data() + n * hd, hd);
+    tile.pos[n] = cur.pos();
+  }
   tile.n = n;
-  for (int j = 0; j < kTile; ++j) {
-    if (j < n) {
-      const int64_t off = ((t0 + j) * kv_stride + static_cast<int64_t>(g) * hd) * esize;
-      ToF32Row(kb + off, shape.kv_dtype, row.data(), hd);
-      for (int d = 0; d < hd; ++d) tile.kt[d * kTile + j] = row[d];
-      ToF32Row(vb + off, shape.kv_dtype, tile.v.data() + j * hd, hd);
-    } else {
-      for (int d = 0; d < hd; ++d) tile.kt[d * kTile + j] = 0.f;
-      std::fill_n(tile.v.data() + j * hd, hd, 0.f);
-    }
+  for (int j = n; j < kTile; ++j) {
+    for (int d = 0; d < hd; ++d) tile.kt[d * kTile + j] = 0.f;
+    std::fill_n(tile.v.data() + j * hd, hd, 0.f);
   }
 }
 
-// scores[j] = q . k_j for the tile's keys; lanes beyond the tile or after `q_pos` get -inf.
-inline void TileScores(const float* q, const Tile& tile, int hd, int64_t key_pos0, int64_t q_pos,
-                       float* scores) {
+// Keys of the tile visible to a query at q_pos (positions increase within a tile).
+inline int VisibleInTile(const Tile& tile, int64_t q_pos) {
+  if (tile.n == 0 || tile.pos[0] > q_pos) return 0;
+  if (tile.pos[tile.n - 1] <= q_pos) return tile.n;
+  int n = 0;
+  while (n < tile.n && tile.pos[n] <= q_pos) ++n;
+  return n;
+}
+
+// scores[j] = q . k_j for the first `limit` keys of the tile; the other lanes get -inf.
+inline void TileScores(const float* q, const Tile& tile, int hd, int limit, float* scores) {
   float acc[kTile] = {0};
   for (int d = 0; d < hd; ++d) {
     const float qd = q[d];
@@ -55,7 +92,7 @@ inline void TileScores(const float* q, const Tile& tile, int hd, int64_t key_pos
     for (int j = 0; j < kTile; ++j) acc[j] += qd * kd[j];
   }
   for (int j = 0; j < kTile; ++j) {
-    scores[j] = (j < tile.n && key_pos0 + j <= q_pos) ? acc[j] : kNegInf;
+    scores[j] = j < limit ? acc[j] : kNegInf;
   }
 }
 
@@ -156,11 +193,6 @@ void RowTile(const float* q, const Tile& tile, int hd, int limit, float& m, floa
   RowTileGeneric(q, tile, hd, limit, m, l, o);
 }
 
-struct SpanRange {
-  const KVSpan* span;
-  int64_t key_base;  // index of the span's first key among all keys
-};
-
 }  // namespace
 
 void Attention(const float* q, int n_queries, const int32_t* q_pos, std::span<const KVSpan> spans,
@@ -169,12 +201,8 @@ void Attention(const float* q, int n_queries, const int32_t* q_pos, std::span<co
   const int group = shape.num_heads / shape.num_kv_heads;
   const int q_stride = shape.num_heads * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  std::vector<SpanRange> ranges;
   int64_t total_keys = 0;
-  for (const auto& s : spans) {
-    ranges.push_back({&s, total_keys});
-    total_keys += s.n_tokens;
-  }
+  for (const auto& s : spans) total_keys += s.n_tokens;
   // Enough query rows per work item to amortize loading a key tile, few enough to keep
   // the accumulators in cache.
   const int qblock = std::max(1, 96 / group);
@@ -219,20 +247,13 @@ void Attention(const float* q, int n_queries, const int32_t* q_pos, std::span<co
       std::fill_n(l.begin(), rows, 0.f);
 
       // Online softmax over key tiles (flash-attention style).
-      for (const SpanRange& sr : ranges) {
-        const KVSpan& sp = *sr.span;
-        const int64_t visible = std::clamp<int64_t>(max_pos - sp.pos_begin + 1, 0, sp.n_tokens);
-        for (int64_t t0 = 0; t0 < visible; t0 += kTile) {
-          LoadTile(sp, t0, static_cast<int>(std::min<int64_t>(kTile, visible - t0)), g, shape, tile,
-                   row);
-          const int64_t key_pos0 = sp.pos_begin + t0;
-          for (int r = 0; r < rows; ++r) {
-            if (row_pos[r] < key_pos0) continue;  // tile entirely in this row's future
-            const int limit =
-                static_cast<int>(std::min<int64_t>(tile.n, row_pos[r] - key_pos0 + 1));
-            RowTile(qs.data() + static_cast<size_t>(r) * hd, tile, hd, limit, m[r], l[r],
-                    o.data() + static_cast<size_t>(r) * hd);
-          }
+      for (KeyCursor cur(spans); !cur.done() && cur.pos() <= max_pos;) {
+        LoadTile(cur, max_pos, g, shape, tile, row);
+        for (int r = 0; r < rows; ++r) {
+          const int limit = VisibleInTile(tile, row_pos[r]);
+          if (limit == 0) continue;
+          RowTile(qs.data() + static_cast<size_t>(r) * hd, tile, hd, limit, m[r], l[r],
+                  o.data() + static_cast<size_t>(r) * hd);
         }
       }
       for (int r = 0; r < rows; ++r) {
@@ -244,22 +265,18 @@ void Attention(const float* q, int n_queries, const int32_t* q_pos, std::span<co
       }
       if (mass != nullptr) {
         // Exact probabilities need the final max and sum: a second pass over the scores.
-        for (const SpanRange& sr : ranges) {
-          const KVSpan& sp = *sr.span;
-          const int64_t visible = std::clamp<int64_t>(max_pos - sp.pos_begin + 1, 0, sp.n_tokens);
-          for (int64_t t0 = 0; t0 < visible; t0 += kTile) {
-            LoadTile(sp, t0, static_cast<int>(std::min<int64_t>(kTile, visible - t0)), g, shape,
-                     tile, row);
-            const int64_t key_pos0 = sp.pos_begin + t0;
-            float s[kTile], p[kTile];
-            for (int r = 0; r < rows; ++r) {
-              if (row_pos[r] < key_pos0 || l[r] == 0.f) continue;
-              TileScores(qs.data() + static_cast<size_t>(r) * hd, tile, hd, key_pos0, row_pos[r],
-                         s);
-              ExpTile(s, m[r], p);
-              const float inv = 1.0f / l[r];
-              for (int j = 0; j < tile.n; ++j) mass[sr.key_base + t0 + j] += p[j] * inv;
-            }
+        // Keys are numbered in span order, the same order the cursor visits them.
+        int64_t key_index = 0;
+        float sc[kTile], p[kTile];
+        for (KeyCursor cur(spans); !cur.done() && cur.pos() <= max_pos; key_index += tile.n) {
+          LoadTile(cur, max_pos, g, shape, tile, row);
+          for (int r = 0; r < rows; ++r) {
+            const int limit = VisibleInTile(tile, row_pos[r]);
+            if (limit == 0 || l[r] == 0.f) continue;
+            TileScores(qs.data() + static_cast<size_t>(r) * hd, tile, hd, limit, sc);
+            ExpTile(sc, m[r], p);
+            const float inv = 1.0f / l[r];
+            for (int j = 0; j < limit; ++j) mass[key_index + j] += p[j] * inv;
           }
         }
       }

@@ -33,6 +33,9 @@ struct AttentionObserver {
 };
 
 // out[i] = softmax(q[i] K^T / sqrt(d)) V over the keys with position <= q_pos[i].
+// Spans must be ordered by position and must not overlap. The result depends only on the
+// sequence of keys, not on how it is cut into spans: a context given as selected chunks
+// gives bit-identical output to the same keys given as one span.
 // q and out: [n_queries][num_heads * head_dim] float32.
 void Attention(const float* q, int n_queries, const int32_t* q_pos, std::span<const KVSpan> spans,
                const AttentionShape& shape, float* out, AttentionObserver* observer = nullptr);

@@ -39,14 +39,6 @@ const uint16_t* SharedBf16Input(const Linear& lin, const float* x, int n, int di
   return out;
 }
 
-void StoreRows(const float* src, int n, int dim, DType dtype, void* dst) {
-  if (dtype == DType::kF32) {
-    std::memcpy(dst, src, static_cast<size_t>(n) * dim * sizeof(float));
-  } else {
-    F32ToBf16Row(src, static_cast<uint16_t*>(dst), static_cast<size_t>(n) * dim);
-  }
-}
-
 uint64_t Fingerprint(const ModelConfig& config, const SafetensorsSet& tensors) {
   XXH3_state_t* st = XXH3_createState();
   XXH3_64bits_reset(st);
@@ -123,6 +115,14 @@ Result<std::unique_ptr<Transformer>> Transformer::Create(SafetensorsSet tensors,
   return t;
 }
 
+void Transformer::StoreKVRows(const float* src, int n, int dim, DType dtype, void* dst) {
+  if (dtype == DType::kF32) {
+    std::memcpy(dst, src, static_cast<size_t>(n) * dim * sizeof(float));
+  } else {
+    F32ToBf16Row(src, static_cast<uint16_t*>(dst), static_cast<size_t>(n) * dim);
+  }
+}
+
 void Transformer::Embed(std::span<const int32_t> tokens, float* x) const {
   const int hidden = config_.hidden_size;
   const size_t row_bytes = static_cast<size_t>(hidden) * DTypeSize(weights_.embed->dtype);
@@ -153,19 +153,25 @@ void Transformer::ProjectQKV(int layer, const float* x, int n, const int32_t* po
 void Transformer::Layer(int layer, float* x, int n, const int32_t* positions, NewKV out_kv,
                         DType kv_dtype, std::span<const KVSpan> context, Scratch& scratch,
                         AttentionObserver* observer) const {
-  const LayerParams& p = layers_[layer];
-  const int hidden = config_.hidden_size;
-  const int q_dim = config_.q_dim();
-  const int kv_dim = config_.kv_dim();
-  const int inter = config_.intermediate_size;
   const size_t rows = static_cast<size_t>(n);
-  float* q = scratch.F32(Scratch::kQ, rows * q_dim);
+  const int kv_dim = config_.kv_dim();
+  float* q = scratch.F32(Scratch::kQ, rows * config_.q_dim());
   float* k = scratch.F32(Scratch::kK, rows * kv_dim);
   float* v = scratch.F32(Scratch::kV, rows * kv_dim);
   ProjectQKV(layer, x, n, positions, q, k, v, scratch);
-  StoreRows(k, n, kv_dim, kv_dtype, out_kv.k);
-  StoreRows(v, n, kv_dim, kv_dtype, out_kv.v);
+  StoreKVRows(k, n, kv_dim, kv_dtype, out_kv.k);
+  StoreKVRows(v, n, kv_dim, kv_dtype, out_kv.v);
+  AttendAndFinish(layer, x, n, positions, q, kv_dtype, context, scratch, observer);
+}
 
+void Transformer::AttendAndFinish(int layer, float* x, int n, const int32_t* positions,
+                                  const float* q, DType kv_dtype, std::span<const KVSpan> context,
+                                  Scratch& scratch, AttentionObserver* observer) const {
+  const LayerParams& p = layers_[layer];
+  const int hidden = config_.hidden_size;
+  const int q_dim = config_.q_dim();
+  const int inter = config_.intermediate_size;
+  const size_t rows = static_cast<size_t>(n);
   float* attn = scratch.F32(Scratch::kAttn, rows * q_dim);
   AttentionShape shape{config_.num_heads, config_.num_kv_heads, config_.head_dim, kv_dtype};
   Attention(q, n, positions, context, shape, attn, observer);

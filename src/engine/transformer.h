@@ -70,10 +70,19 @@ class Transformer {
              std::span<const KVSpan> context, Scratch& scratch,
              AttentionObserver* observer = nullptr) const;
 
-  // Q/K/V projection + RoPE only (for importance scoring before attention): q[n][q_dim],
-  // k[n][kv_dim], v[n][kv_dim] in float32 from the layer's normalized input of x.
+  // Layer() in two steps, for loops that must look at the queries before choosing the
+  // context (Re-Prefill): first Q/K/V projection + RoPE of x's normalized rows into
+  // q[n][q_dim], k[n][kv_dim], v[n][kv_dim] (float32)...
   void ProjectQKV(int layer, const float* x, int n, const int32_t* positions, float* q, float* k,
                   float* v, Scratch& scratch) const;
+  // ...then attention of q over `context`, output projection, MLP and both residuals (x is
+  // updated in place). q is the ProjectQKV output and is not modified.
+  void AttendAndFinish(int layer, float* x, int n, const int32_t* positions, const float* q,
+                       DType kv_dtype, std::span<const KVSpan> context, Scratch& scratch,
+                       AttentionObserver* observer = nullptr) const;
+
+  // Rounds float32 K or V rows into the KV dtype (bf16 or f32) at dst.
+  static void StoreKVRows(const float* src, int n, int dim, DType dtype, void* dst);
 
   // logits[r][vocab] for the given rows of x (final norm applied here).
   void Logits(const float* x, std::span<const int> rows, float* logits) const;

@@ -1,7 +1,11 @@
 // Chunk selection and the bounded chunk cache's eviction orders.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <random>
+
 #include "cache/chunk_cache.h"
+#include "policy/chunk_scoring.h"
 #include "policy/chunk_selection.h"
 
 namespace ckv {
@@ -113,6 +117,74 @@ TEST(ChunkCache, NeverExceedsCapacityAndRefusesOversized) {
     cache.Feedback({1, 0, i}, (i * 7919) % 13, 0);
     EXPECT_LE(cache.bytes(), 1000);
   }
+}
+
+// Keys of 4 chunks x 8 tokens, 1 KV head, head_dim 16; chunk 2 holds keys aligned with q.
+struct ScoringFixture {
+  static constexpr int kHd = 16, kChunk = 8, kChunks = 4;
+  std::vector<float> keys = std::vector<float>(kChunk * kChunks * kHd);
+  std::vector<float> q = std::vector<float>(2 * kHd);  // 2 query heads sharing the KV head
+  ScoringFixture() {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0.f, 0.3f);
+    for (auto& k : keys) k = nd(rng);
+    for (int c = 0; c < kHd; ++c) q[c] = q[kHd + c] = (c % 2 ? 1.f : -1.f);
+    for (int t = 2 * kChunk; t < 3 * kChunk; ++t) {
+      for (int c = 0; c < kHd; ++c) keys[t * kHd + c] += 0.8f * q[c];
+    }
+  }
+};
+
+TEST(ChunkScoring, AttentionScoresFindTheAlignedChunkAndSumToOne) {
+  ScoringFixture f;
+  AttentionShape sh{2, 1, ScoringFixture::kHd, DType::kF32};
+  std::vector<KVSpan> chunks;
+  for (int j = 0; j < ScoringFixture::kChunks; ++j) {
+    chunks.push_back({f.keys.data() + j * ScoringFixture::kChunk * ScoringFixture::kHd, nullptr,
+                      ScoringFixture::kChunk, j * ScoringFixture::kChunk});
+  }
+  std::vector<float> suffix_k(ScoringFixture::kHd, 0.f);
+  const KVSpan suffix{suffix_k.data(), nullptr, 1, 32};
+  const int32_t qpos[1] = {32};
+  const auto scores = ScoreChunksByAttention(f.q.data(), 1, qpos, chunks, suffix, sh);
+  ASSERT_EQ(scores.size(), 4u);
+  EXPECT_EQ(std::max_element(scores.begin(), scores.end()) - scores.begin(), 2);
+  float total = 0;
+  for (float s : scores) total += s;
+  EXPECT_GT(total, 0.f);
+  EXPECT_LT(total, 2.0f + 1e-4f);  // 2 heads x 1 query, minus the suffix key's share
+}
+
+TEST(ChunkScoring, SummaryBoundDominatesEveryKeyAndRanksLikeAttention) {
+  ScoringFixture f;
+  const int hd = ScoringFixture::kHd;
+  std::vector<float> mn(ScoringFixture::kChunks * hd, 1e30f),
+      mx(ScoringFixture::kChunks * hd, -1e30f);
+  for (int t = 0; t < ScoringFixture::kChunk * ScoringFixture::kChunks; ++t) {
+    const int j = t / ScoringFixture::kChunk;
+    for (int c = 0; c < hd; ++c) {
+      mn[j * hd + c] = std::min(mn[j * hd + c], f.keys[t * hd + c]);
+      mx[j * hd + c] = std::max(mx[j * hd + c], f.keys[t * hd + c]);
+    }
+  }
+  // The Quest bound is >= every q.k in the chunk.
+  for (int t = 0; t < ScoringFixture::kChunk * ScoringFixture::kChunks; ++t) {
+    const int j = t / ScoringFixture::kChunk;
+    float dot = 0, bound = 0;
+    for (int c = 0; c < hd; ++c) {
+      dot += f.q[c] * f.keys[t * hd + c];
+      bound += std::max(f.q[c] * mn[j * hd + c], f.q[c] * mx[j * hd + c]);
+    }
+    EXPECT_GE(bound + 1e-5f, dot);
+  }
+  std::vector<int32_t> tokens(ScoringFixture::kChunks, ScoringFixture::kChunk);
+  KeySummaries sm{mn.data(), mx.data(), ScoringFixture::kChunks, tokens};
+  AttentionShape sh{2, 1, hd, DType::kF32};
+  const auto scores = ScoreChunksBySummaries(f.q.data(), 1, sm, sh);
+  EXPECT_EQ(std::max_element(scores.begin(), scores.end()) - scores.begin(), 2);
+  float total = 0;
+  for (float s : scores) total += s;
+  EXPECT_NEAR(total, 2.0f, 1e-4f);  // a probability per query row (2 heads)
 }
 
 }  // namespace

@@ -32,7 +32,7 @@ const uint16_t* SharedBf16Input(const Linear& lin, const float* x, int n, int di
                                 Scratch& scratch) {
   if (!lin.WantsBf16Input(n)) return nullptr;
   uint16_t* out = scratch.Bf16(static_cast<size_t>(n) * dim);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (static_cast <int64_t>(n) * dim >= (1 << 18))
   for (int r = 0; r < n; ++r) {
     F32ToBf16Row(x + static_cast<size_t>(r) * dim, out + static_cast<size_t>(r) * dim, dim);
   }

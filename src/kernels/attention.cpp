@@ -211,7 +211,11 @@ void Attention(const float* q, int n_queries, const int32_t* q_pos, std::span<co
   const int n_threads = omp_get_max_threads();
   std::vector<std::vector<float>> mass_per_thread(observer ? n_threads : 0);
 
-#pragma omp parallel
+  // Small problems (decode over a short context, tiny models) run on one thread: waking the
+  // other costs more than the work.
+  const int64_t flops = work * qblock * group * total_keys * hd;
+  const bool parallel = flops >= (int64_t{1} << 20) && work > 1;
+#pragma omp parallel if (parallel)
   {
     const int tid = omp_get_thread_num();
     const int max_rows = qblock * group;

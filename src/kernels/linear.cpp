@@ -28,6 +28,10 @@ memory::data_type ToDnnl(DType t) {
   return memory::data_type::f32;
 }
 
+// Below this many elements a loop is faster on one thread than the cost of waking (and
+// synchronizing with) the second one.
+constexpr int64_t kParallelGemvElements = int64_t{1} << 18;
+
 // Rows of f16 weights converted to float32 per block in the batched path.
 constexpr int64_t kF16BlockRows = 256;
 
@@ -151,7 +155,7 @@ void Linear::Forward(const float* x, int m, float* y, const uint16_t* x_bf16) co
     src_ptr = x_bf16;
   } else if (dtype_ == DType::kBF16) {
     xb.resize(static_cast<size_t>(m) * k);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * k >= kParallelGemvElements)
     for (int r = 0; r < m; ++r) F32ToBf16Row(x + r * k, xb.data() + r * k, k);
     src_ptr = xb.data();
   }
@@ -208,7 +212,7 @@ inline void DotRow(const void* wrow_v, const float* x, int m, int64_t k, float* 
 template <DType T>
 void GemvT(const void* w, int64_t out_features, int64_t k, const float* x, int m, float* y) {
   const size_t row_bytes = static_cast<size_t>(k) * DTypeSize(T);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (out_features * k >= kParallelGemvElements)
   for (int64_t n = 0; n < out_features; ++n) {
     float res[Linear::kGemvMaxRows];
     DotRow<T>(static_cast<const char*>(w) + n * row_bytes, x, m, k, res);

@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build demo test test-asan clean format
+.PHONY: all deps configure build demo test test-asan test-tsan clean format
 
 all: build
 
@@ -26,8 +26,20 @@ test: build
 test-asan:
 	@$(MAKE) test BUILD_DIR=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCKV_SANITIZE=ON"
 
+# The threaded parts (I/O thread, loader, store, pipeline) under ThreadSanitizer. OpenMP runs
+# single-threaded here: libgomp is not instrumented, and the races we look for are between
+# the I/O thread and the compute thread.
+TSAN_TESTS = reprefill_test io_test store_test policy_test
+test-tsan: deps
+	@cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCKV_TSAN=ON >/dev/null
+	@cmake --build build-tsan -j $(JOBS) --target $(TSAN_TESTS)
+	@cd build-tsan && OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  ctest --output-on-failure -j $(JOBS) \
+	  -R '(Reprefill|AlignedBuffer|BufferPool|DirectFile|EngineTest|IoEngine|LayoutRoundTrip|PrefixStore|ChunkCache|ChunkSelection|ChunkScoring)' \
+	  -E '(WriterKilled|TenThousand|ChecksumCost)'
+
 format:
 	@clang-format -i $$(git ls-files '*.cpp' '*.h')
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan

@@ -189,6 +189,10 @@ TEST(Attention, SplittingTheContextIntoSpansIsBitExact) {
   Attention(q.data(), nq, qpos.data(), spans, sh, split_out.data(), &obs_split);
   EXPECT_EQ(ref, split_out);
   EXPECT_EQ(mass_ref, mass_split);
+  // The values-free kernel reports the same probabilities.
+  std::vector<float> mass_only(n_keys, 0.f);
+  AttentionMass(q.data(), nq, qpos.data(), spans, sh, mass_only.data());
+  for (int64_t t = 0; t < n_keys; ++t) EXPECT_NEAR(mass_only[t], mass_ref[t], 1e-5f) << t;
 }
 
 TEST(Ops, SiluMulMatchesScalar) {

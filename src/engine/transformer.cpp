@@ -18,9 +18,11 @@ std::vector<float> ToF32Vector(const TensorView* t) {
   return out;
 }
 
-Result<std::unique_ptr<Linear>> MakeLinear(const TensorView* t, const TransformerOptions& opts) {
+Result<std::unique_ptr<Linear>> MakeLinear(const TensorView* t, const TransformerOptions& opts,
+                                           const std::shared_ptr<MatmulCache>& primitives) {
   LinearOptions lo;
   lo.pack_weights = opts.pack_weights;
+  lo.primitives = primitives;
   auto r = Linear::Create(t->data, t->dtype, t->shape[0], t->shape[1], lo);
   if (!r.ok()) return r.status().WithContext("tensor " + t->name);
   return r;
@@ -90,6 +92,7 @@ Result<std::unique_ptr<Transformer>> Transformer::Create(SafetensorsSet tensors,
   t->tensors_ = std::move(tensors);
   CKV_ASSIGN_OR_RETURN(t->weights_, BindWeights(t->tensors_, config));
   const ModelWeights& w = t->weights_;
+  const auto primitives = NewMatmulCache();
   t->weight_dtype_ = w.matmul_dtype;
   for (const LayerWeights& lw : w.layers) {
     LayerParams p;
@@ -98,18 +101,18 @@ Result<std::unique_ptr<Transformer>> Transformer::Create(SafetensorsSet tensors,
     p.q_bias = ToF32Vector(lw.q_bias);
     p.k_bias = ToF32Vector(lw.k_bias);
     p.v_bias = ToF32Vector(lw.v_bias);
-    CKV_ASSIGN_OR_RETURN(p.q, MakeLinear(lw.q_proj, opts));
-    CKV_ASSIGN_OR_RETURN(p.k, MakeLinear(lw.k_proj, opts));
-    CKV_ASSIGN_OR_RETURN(p.v, MakeLinear(lw.v_proj, opts));
-    CKV_ASSIGN_OR_RETURN(p.o, MakeLinear(lw.o_proj, opts));
-    CKV_ASSIGN_OR_RETURN(p.gate, MakeLinear(lw.gate_proj, opts));
-    CKV_ASSIGN_OR_RETURN(p.up, MakeLinear(lw.up_proj, opts));
-    CKV_ASSIGN_OR_RETURN(p.down, MakeLinear(lw.down_proj, opts));
+    CKV_ASSIGN_OR_RETURN(p.q, MakeLinear(lw.q_proj, opts, primitives));
+    CKV_ASSIGN_OR_RETURN(p.k, MakeLinear(lw.k_proj, opts, primitives));
+    CKV_ASSIGN_OR_RETURN(p.v, MakeLinear(lw.v_proj, opts, primitives));
+    CKV_ASSIGN_OR_RETURN(p.o, MakeLinear(lw.o_proj, opts, primitives));
+    CKV_ASSIGN_OR_RETURN(p.gate, MakeLinear(lw.gate_proj, opts, primitives));
+    CKV_ASSIGN_OR_RETURN(p.up, MakeLinear(lw.up_proj, opts, primitives));
+    CKV_ASSIGN_OR_RETURN(p.down, MakeLinear(lw.down_proj, opts, primitives));
     t->layers_.push_back(std::move(p));
   }
   t->final_norm_ = ToF32Vector(w.final_norm);
   // The output head only ever sees a few rows at a time: keep it in place, unpacked.
-  CKV_ASSIGN_OR_RETURN(t->lm_head_, MakeLinear(w.lm_head, TransformerOptions{}));
+  CKV_ASSIGN_OR_RETURN(t->lm_head_, MakeLinear(w.lm_head, TransformerOptions{}, primitives));
   t->rope_ = std::make_unique<RopeTable>(config.head_dim, config.rope_theta);
   t->fingerprint_ = Fingerprint(config, t->tensors_);
   return t;

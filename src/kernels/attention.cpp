@@ -54,7 +54,7 @@ class KeyCursor {
 
 // Loads the next (up to) kTile keys with position <= max_pos of KV head g from the cursor.
 void LoadTile(KeyCursor& cur, int64_t max_pos, int g, const AttentionShape& shape, Tile& tile,
-              std::vector<float>& row) {
+              std::vector<float>& row, bool with_values = true) {
   const int hd = shape.head_dim;
   const int64_t kv_stride = static_cast<int64_t>(shape.num_kv_heads) * hd;
   const size_t esize = DTypeSize(shape.kv_dtype);
@@ -63,14 +63,16 @@ void LoadTile(KeyCursor& cur, int64_t max_pos, int g, const AttentionShape& shap
     const int64_t off = (cur.offset() * kv_stride + static_cast<int64_t>(g) * hd) * esize;
     ToF32Row(static_cast<const unsigned char*>(cur.span().k) + off, shape.kv_dtype, row.data(), hd);
     for (int d = 0; d < hd; ++d) tile.kt[d * kTile + n] = row[d];
-    ToF32Row(static_cast<const unsigned char*>(cur.span().v) + off, shape.kv_dtype,
-             tile.v.data() + n * hd, hd);
+    if (with_values) {
+      ToF32Row(static_cast<const unsigned char*>(cur.span().v) + off, shape.kv_dtype,
+               tile.v.data() + n * hd, hd);
+    }
     tile.pos[n] = cur.pos();
   }
   tile.n = n;
   for (int j = n; j < kTile; ++j) {
     for (int d = 0; d < hd; ++d) tile.kt[d * kTile + j] = 0.f;
-    std::fill_n(tile.v.data() + j * hd, hd, 0.f);
+    if (with_values) std::fill_n(tile.v.data() + j * hd, hd, 0.f);
   }
 }
 
@@ -85,6 +87,19 @@ inline int VisibleInTile(const Tile& tile, int64_t q_pos) {
 
 // scores[j] = q . k_j for the first `limit` keys of the tile; the other lanes get -inf.
 inline void TileScores(const float* q, const Tile& tile, int hd, int limit, float* scores) {
+#if defined(__AVX512F__)
+  if (hd % 2 == 0) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    const float* kt = tile.kt.data();
+    for (int d = 0; d < hd; d += 2) {
+      acc0 = _mm512_fmadd_ps(_mm512_set1_ps(q[d]), _mm512_loadu_ps(kt + d * kTile), acc0);
+      acc1 = _mm512_fmadd_ps(_mm512_set1_ps(q[d + 1]), _mm512_loadu_ps(kt + (d + 1) * kTile), acc1);
+    }
+    const __mmask16 valid = static_cast<__mmask16>((1u << limit) - 1u);
+    _mm512_storeu_ps(scores, _mm512_mask_mov_ps(_mm512_set1_ps(kNegInf), valid, _mm512_add_ps(acc0, acc1)));
+    return;
+  }
+#endif
   float acc[kTile] = {0};
   for (int d = 0; d < hd; ++d) {
     const float qd = q[d];
@@ -291,6 +306,89 @@ void Attention(const float* q, int n_queries, const int32_t* q_pos, std::span<co
       if (mt.empty()) continue;
       for (int64_t t = 0; t < total_keys; ++t) observer->key_mass[t] += mt[t];
     }
+  }
+}
+
+}  // namespace ckv
+
+namespace ckv {
+
+void AttentionMass(const float* q, int n_queries, const int32_t* q_pos,
+                   std::span<const KVSpan> spans, const AttentionShape& shape, float* key_mass) {
+  const int hd = shape.head_dim;
+  const int group = shape.num_heads / shape.num_kv_heads;
+  const int q_stride = shape.num_heads * hd;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  int64_t total_keys = 0;
+  for (const auto& s : spans) total_keys += s.n_tokens;
+  const int rows_per_item = std::max(1, 96 / group) * group;
+  const int64_t n_rows = static_cast<int64_t>(n_queries) * group;
+  const int64_t items_per_head = (n_rows + rows_per_item - 1) / rows_per_item;
+  const int64_t work = items_per_head * shape.num_kv_heads;
+  const bool parallel = work > 1 && n_rows * total_keys * hd >= (int64_t{1} << 20);
+  const int n_threads = omp_get_max_threads();
+  std::vector<std::vector<float>> mass_per_thread(n_threads);
+#pragma omp parallel if (parallel)
+  {
+    const int tid = omp_get_thread_num();
+    mass_per_thread[tid].assign(total_keys, 0.f);
+    float* mass = mass_per_thread[tid].data();
+    std::vector<float> qs(static_cast<size_t>(rows_per_item) * hd), m(rows_per_item), l(rows_per_item);
+    std::vector<int64_t> row_pos(rows_per_item);
+    std::vector<float> row(hd);
+    Tile tile{std::vector<float>(static_cast<size_t>(hd) * kTile), {}, {}, 0};
+    float sc[kTile], p[kTile];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t w = 0; w < work; ++w) {
+      const int g = static_cast<int>(w % shape.num_kv_heads);
+      const int64_t r0 = (w / shape.num_kv_heads) * rows_per_item;
+      const int rows = static_cast<int>(std::min<int64_t>(rows_per_item, n_rows - r0));
+      int64_t max_pos = 0;
+      for (int r = 0; r < rows; ++r) {
+        const int64_t i = (r0 + r) / group;
+        const int h = g * group + static_cast<int>((r0 + r) % group);
+        const float* src = q + static_cast<size_t>(i) * q_stride + static_cast<size_t>(h) * hd;
+        for (int d = 0; d < hd; ++d) qs[static_cast<size_t>(r) * hd + d] = src[d] * scale;
+        row_pos[r] = q_pos[i];
+        max_pos = std::max<int64_t>(max_pos, q_pos[i]);
+        m[r] = kNegInf;
+        l[r] = 0.f;
+      }
+      // Pass 1: running max and sum of exp per row.
+      for (KeyCursor cur(spans); !cur.done() && cur.pos() <= max_pos;) {
+        LoadTile(cur, max_pos, g, shape, tile, row, /*with_values=*/false);
+        for (int r = 0; r < rows; ++r) {
+          const int limit = VisibleInTile(tile, row_pos[r]);
+          if (limit == 0) continue;
+          TileScores(qs.data() + static_cast<size_t>(r) * hd, tile, hd, limit, sc);
+          float tmax = kNegInf;
+          for (int j = 0; j < limit; ++j) tmax = std::max(tmax, sc[j]);
+          const float m_new = std::max(m[r], tmax);
+          ExpTile(sc, m_new, p);
+          float psum = 0.f;
+          for (int j = 0; j < limit; ++j) psum += p[j];
+          l[r] = (m[r] == kNegInf ? 0.f : l[r] * std::exp(m[r] - m_new)) + psum;
+          m[r] = m_new;
+        }
+      }
+      // Pass 2: probabilities with the final max and sum.
+      int64_t key_index = 0;
+      for (KeyCursor cur(spans); !cur.done() && cur.pos() <= max_pos; key_index += tile.n) {
+        LoadTile(cur, max_pos, g, shape, tile, row, /*with_values=*/false);
+        for (int r = 0; r < rows; ++r) {
+          const int limit = VisibleInTile(tile, row_pos[r]);
+          if (limit == 0 || l[r] == 0.f) continue;
+          TileScores(qs.data() + static_cast<size_t>(r) * hd, tile, hd, limit, sc);
+          ExpTile(sc, m[r], p);
+          const float inv = 1.0f / l[r];
+          for (int j = 0; j < limit; ++j) mass[key_index + j] += p[j] * inv;
+        }
+      }
+    }
+  }
+  for (const auto& mt : mass_per_thread) {
+    if (mt.empty()) continue;
+    for (int64_t t = 0; t < total_keys; ++t) key_mass[t] += mt[t];
   }
 }
 

@@ -37,38 +37,57 @@ constexpr int64_t kF16BlockRows = 256;
 
 }  // namespace
 
+class MatmulCache {
+ public:
+  struct Prim {
+    dnnl::matmul matmul;
+    memory::desc src_desc;
+    memory::desc dst_desc;
+  };
+
+  const dnnl::engine& engine() const { return engine_; }
+
+  // Primitive for x[m, k] (src_type) times a weight [k, n] laid out as `wdesc`, writing an
+  // [m, n] float32 output with row stride ldc.
+  std::shared_ptr<Prim> Get(int m, int64_t n, int64_t k, memory::data_type src_type,
+                            const memory::desc& wdesc, int64_t ldc) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto key = std::make_tuple(m, n, k, static_cast<int>(src_type), ldc);
+    for (const auto& [wd, prim] : prims_[key]) {
+      if (wd == wdesc) return prim;
+    }
+    auto p = std::make_shared<Prim>();
+    p->src_desc = memory::desc({m, k}, src_type, memory::format_tag::ab);
+    p->dst_desc = memory::desc({m, n}, memory::data_type::f32, memory::dims{ldc, 1});
+    auto pd =
+        dnnl::matmul::primitive_desc(dnnl::matmul::desc(p->src_desc, wdesc, p->dst_desc), engine_);
+    p->matmul = dnnl::matmul(pd);
+    prims_[key].emplace_back(wdesc, p);
+    return p;
+  }
+
+ private:
+  dnnl::engine engine_{dnnl::engine::kind::cpu, 0};
+  std::mutex mu_;
+  std::map<std::tuple<int, int64_t, int64_t, int, int64_t>,
+           std::vector<std::pair<memory::desc, std::shared_ptr<Prim>>>>
+      prims_;
+};
+
+std::shared_ptr<MatmulCache> NewMatmulCache() { return std::make_shared<MatmulCache>(); }
+
 struct Linear::Impl {
-  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  std::shared_ptr<MatmulCache> cache;
+  const dnnl::engine& engine() const { return cache->engine(); }
   // Weight as oneDNN sees it (for F16: unused; blocks are converted on the fly).
   memory::desc weight_desc;
   memory weight_mem;
   std::vector<uint16_t> packed_storage16;
   std::vector<float> packed_storage32;
 
-  struct Prim {
-    dnnl::matmul matmul;
-    memory::desc src_desc;
-    memory::desc dst_desc;
-  };
-  mutable std::mutex mu;
-  mutable std::map<std::pair<int, int64_t>, std::shared_ptr<Prim>> prims;  // (m, n) -> primitive
-
-  // Primitive for x[m, k] (src_type) times a weight [k, n] laid out as `wdesc`, writing an
-  // [m, n] float32 output with row stride ldc.
-  std::shared_ptr<Prim> Get(int m, int64_t n, int64_t k, memory::data_type src_type,
-                            const memory::desc& wdesc, int64_t ldc) const {
-    std::lock_guard<std::mutex> lock(mu);
-    auto key = std::make_pair(m, n);
-    auto it = prims.find(key);
-    if (it != prims.end()) return it->second;
-    auto p = std::make_shared<Prim>();
-    p->src_desc = memory::desc({m, k}, src_type, memory::format_tag::ab);
-    p->dst_desc = memory::desc({m, n}, memory::data_type::f32, memory::dims{ldc, 1});
-    auto pd =
-        dnnl::matmul::primitive_desc(dnnl::matmul::desc(p->src_desc, wdesc, p->dst_desc), engine);
-    p->matmul = dnnl::matmul(pd);
-    prims.emplace(key, p);
-    return p;
+  std::shared_ptr<MatmulCache::Prim> Get(int m, int64_t n, int64_t k, memory::data_type src_type,
+                                         const memory::desc& wdesc, int64_t ldc) const {
+    return cache->Get(m, n, k, src_type, wdesc, ldc);
   }
 };
 
@@ -83,6 +102,7 @@ Result<std::unique_ptr<Linear>> Linear::Create(const void* data, DType dtype, in
     return Status::InvalidArgument("linear layer with non-positive shape");
   }
   auto impl = std::make_unique<Impl>();
+  impl->cache = opts.primitives ? opts.primitives : NewMatmulCache();
   const void* used = data;
   try {
     if (dtype != DType::kF16) {
@@ -92,7 +112,7 @@ Result<std::unique_ptr<Linear>> Linear::Create(const void* data, DType dtype, in
         memory::desc any({in_features, out_features}, ToDnnl(dtype), memory::format_tag::any);
         memory::desc src({64, in_features}, ToDnnl(dtype), memory::format_tag::ab);
         memory::desc dst({64, out_features}, memory::data_type::f32, memory::format_tag::ab);
-        auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, any, dst), impl->engine);
+        auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, any, dst), impl->engine());
         impl->weight_desc = pd.weights_desc();
         const size_t bytes = impl->weight_desc.get_size();
         void* buf;
@@ -103,14 +123,14 @@ Result<std::unique_ptr<Linear>> Linear::Create(const void* data, DType dtype, in
           impl->packed_storage16.resize(bytes / sizeof(uint16_t) + 1);
           buf = impl->packed_storage16.data();
         }
-        impl->weight_mem = memory(impl->weight_desc, impl->engine, buf);
-        memory plain_mem(plain, impl->engine, const_cast<void*>(data));
-        dnnl::stream s(impl->engine);
+        impl->weight_mem = memory(impl->weight_desc, impl->engine(), buf);
+        memory plain_mem(plain, impl->engine(), const_cast<void*>(data));
+        dnnl::stream s(impl->engine());
         dnnl::reorder(plain_mem, impl->weight_mem).execute(s, plain_mem, impl->weight_mem);
         s.wait();
       } else {
         impl->weight_desc = plain;
-        impl->weight_mem = memory(plain, impl->engine, const_cast<void*>(data));
+        impl->weight_mem = memory(plain, impl->engine(), const_cast<void*>(data));
       }
     }
   } catch (const dnnl::error& e) {
@@ -125,14 +145,14 @@ void Linear::Forward(const float* x, int m, float* y, const uint16_t* x_bf16) co
     ForwardGemv(x, m, y);
     return;
   }
-  dnnl::stream stream(impl_->engine);
+  dnnl::stream stream(impl_->engine());
   const int64_t k = in_;
   if (dtype_ == DType::kF16) {
     // No f16 matmul on CPUs without AVX512-FP16: convert a block of rows to f32 and run
     // the f32 matmul on it; the conversion is 1/m of the multiply work.
     std::vector<float> wblock(static_cast<size_t>(kF16BlockRows) * k);
     memory::desc src({m, k}, memory::data_type::f32, memory::format_tag::ab);
-    memory src_mem(src, impl_->engine, const_cast<float*>(x));
+    memory src_mem(src, impl_->engine(), const_cast<float*>(x));
     for (int64_t n0 = 0; n0 < out_; n0 += kF16BlockRows) {
       const int64_t nb = std::min(kF16BlockRows, out_ - n0);
       const uint16_t* w = static_cast<const uint16_t*>(data_) + n0 * k;
@@ -140,8 +160,8 @@ void Linear::Forward(const float* x, int m, float* y, const uint16_t* x_bf16) co
       for (int64_t r = 0; r < nb; ++r) F16ToF32Row(w + r * k, wblock.data() + r * k, k);
       memory::desc wdesc({k, nb}, memory::data_type::f32, memory::format_tag::ba);
       auto prim = impl_->Get(m, nb, k, memory::data_type::f32, wdesc, out_);
-      memory wmem(wdesc, impl_->engine, wblock.data());
-      memory dst_mem(prim->dst_desc, impl_->engine, y + n0);
+      memory wmem(wdesc, impl_->engine(), wblock.data());
+      memory dst_mem(prim->dst_desc, impl_->engine(), y + n0);
       prim->matmul.execute(
           stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, wmem}, {DNNL_ARG_DST, dst_mem}});
     }
@@ -160,8 +180,8 @@ void Linear::Forward(const float* x, int m, float* y, const uint16_t* x_bf16) co
     src_ptr = xb.data();
   }
   auto prim = impl_->Get(m, out_, k, src_type, impl_->weight_desc, out_);
-  memory src_mem(prim->src_desc, impl_->engine, const_cast<void*>(src_ptr));
-  memory dst_mem(prim->dst_desc, impl_->engine, y);
+  memory src_mem(prim->src_desc, impl_->engine(), const_cast<void*>(src_ptr));
+  memory dst_mem(prim->dst_desc, impl_->engine(), y);
   prim->matmul.execute(
       stream,
       {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, impl_->weight_mem}, {DNNL_ARG_DST, dst_mem}});

@@ -16,10 +16,17 @@
 
 namespace ckv {
 
+// oneDNN matmul primitives by shape, shared by every Linear of a model: the same shapes recur
+// in every layer, and creating a primitive (JIT code generation) costs milliseconds, so a
+// new suffix length would otherwise pay it once per projection per layer.
+class MatmulCache;
+std::shared_ptr<MatmulCache> NewMatmulCache();
+
 struct LinearOptions {
   // Reorder bf16/f32 weights into oneDNN's blocked layout at load (faster batched GEMM,
   // costs a copy of the weight); otherwise the mapped file is used in place.
   bool pack_weights = false;
+  std::shared_ptr<MatmulCache> primitives;  // null: a private cache
 };
 
 class Linear {

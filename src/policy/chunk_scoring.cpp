@@ -11,20 +11,12 @@ namespace ckv {
 std::vector<float> ScoreChunksByAttention(const float* q, int n_q, const int32_t* q_pos,
                                           std::span<const KVSpan> prefix_keys,
                                           const KVSpan& suffix_keys, const AttentionShape& shape) {
-  // Run the attention kernel with the keys standing in for the values: the output is
-  // discarded, only the observed probability mass per key is kept.
-  std::vector<KVSpan> spans;
-  spans.reserve(prefix_keys.size() + 1);
+  std::vector<KVSpan> spans(prefix_keys.begin(), prefix_keys.end());
   int64_t prefix_tokens = 0;
-  for (const KVSpan& s : prefix_keys) {
-    spans.push_back({s.k, s.k, s.n_tokens, s.pos_begin});
-    prefix_tokens += s.n_tokens;
-  }
-  spans.push_back({suffix_keys.k, suffix_keys.k, suffix_keys.n_tokens, suffix_keys.pos_begin});
+  for (const KVSpan& s : prefix_keys) prefix_tokens += s.n_tokens;
+  spans.push_back(suffix_keys);
   std::vector<float> mass(prefix_tokens + suffix_keys.n_tokens, 0.f);
-  std::vector<float> out(static_cast<size_t>(n_q) * shape.num_heads * shape.head_dim);
-  AttentionObserver obs{mass.data()};
-  Attention(q, n_q, q_pos, spans, shape, out.data(), &obs);
+  AttentionMass(q, n_q, q_pos, spans, shape, mass.data());
   std::vector<float> scores;
   scores.reserve(prefix_keys.size());
   int64_t t = 0;

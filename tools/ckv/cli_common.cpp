@@ -1,5 +1,6 @@
 #include "cli_common.h"
 
+#include <cstdio>
 #include <iostream>
 #include <sstream>
 
@@ -19,6 +20,54 @@ Result<std::unique_ptr<Model>> LoadModel(const std::string& dir, bool pack_weigh
   opts.pack_weights = pack_weights;
   opts.require_tokenizer = false;
   return Model::Load(dir, opts);
+}
+
+Result<StoreLayout> StoreArgs::Layout() const {
+  if (chunk_tokens <= 0) return Status::InvalidArgument("--chunk-tokens must be > 0");
+  if (period <= 0) return Status::InvalidArgument("--period must be > 0");
+  if (layout == "period-major") return StoreLayout::PeriodMajor(chunk_tokens, period);
+  if (layout == "layer-major") return StoreLayout::LayerMajor(chunk_tokens);
+  if (layout == "impress") return StoreLayout::Impress(chunk_tokens == 16 ? 64 : chunk_tokens);
+  return Status::InvalidArgument("--layout must be period-major, layer-major or impress");
+}
+
+void AddStoreOptions(CLI::App& app, StoreArgs& args, bool layout) {
+  app.add_option("--store", args.dir, "Prefix store directory (created if missing)")->required();
+  app.add_option("--store-max-bytes", args.max_bytes,
+                 "Bound on the store's data; least-recently-used prefixes are dropped (0 = none)")
+      ->capture_default_str();
+  if (!layout) return;
+  app.add_option("--chunk-tokens", args.chunk_tokens, "Tokens per ContiguousChunk (c)")
+      ->capture_default_str();
+  app.add_option("--period", args.period, "Layers per period (p)")->capture_default_str();
+  app.add_option("--layout", args.layout,
+                 "period-major | layer-major | impress (64-token K/V chunks)")
+      ->capture_default_str();
+}
+
+Result<std::unique_ptr<PrefixStore>> OpenStore(const StoreArgs& args) {
+  StoreOptions so;
+  so.max_bytes = args.max_bytes;
+  return PrefixStore::Open(args.dir, so);
+}
+
+void AddEngineOptions(CLI::App& app, ReprefillEngine::Config& config) {
+  app.add_option("--cache-bytes", config.cache_bytes, "Memory cache of prefix KV (0 = off)")
+      ->capture_default_str();
+  app.add_option("--cache-policy", config.cache_policy, "attention (S = I x F) | lru | impress")
+      ->capture_default_str();
+  app.add_option("--prefetch-bytes", config.prefetch_bytes,
+                 "Bound on prefetch buffers held at once")
+      ->capture_default_str();
+  app.add_option("--io-backend", config.io_backend, "auto | uring | threads")
+      ->capture_default_str();
+  app.add_option("--queue-depth", config.io_queue_depth, "I/O queue depth")->capture_default_str();
+}
+
+std::string FingerprintHex(uint64_t fp) {
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(fp));
+  return buf;
 }
 
 KVPrecision ResolveKV(const std::string& name, const Model& model) {

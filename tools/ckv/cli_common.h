@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "ckv/model.h"
+#include "ckv/prefix_store.h"
+#include "ckv/reprefill.h"
 #include "ckv/status.h"
 
 namespace ckv::cli {
@@ -26,6 +28,21 @@ KVPrecision ResolveKV(const std::string& name, const Model& model);
 // Parses "1,2,3" (spaces allowed).
 Result<std::vector<int32_t>> ParseIdList(const std::string& text);
 
+// --store and the layout flags shared by the cache / reprefill / eval commands.
+struct StoreArgs {
+  std::string dir;
+  int chunk_tokens = 16;
+  int period = 8;
+  std::string layout = "period-major";  // period-major | layer-major | impress
+  int64_t max_bytes = 0;
+  Result<StoreLayout> Layout() const;
+};
+void AddStoreOptions(CLI::App& app, StoreArgs& args, bool layout = true);
+Result<std::unique_ptr<PrefixStore>> OpenStore(const StoreArgs& args);
+std::string FingerprintHex(uint64_t fp);
+// --cache-bytes, --cache-policy, --prefetch-bytes, --io-backend, --queue-depth.
+void AddEngineOptions(CLI::App& app, ReprefillEngine::Config& config);
+
 // Each subcommand registers itself on the app and sets `run` to its action.
 struct Command {
   CLI::App* app = nullptr;
@@ -37,5 +54,12 @@ void RegisterTokenize(CLI::App& root, std::vector<Command>& out);
 void RegisterLogits(CLI::App& root, std::vector<Command>& out);
 void RegisterModel(CLI::App& root, std::vector<Command>& out);
 void RegisterBench(CLI::App& root, std::vector<Command>& out);
+void RegisterCache(CLI::App& root, std::vector<Command>& out);
+void RegisterReprefill(CLI::App& root, std::vector<Command>& out);
+void RegisterEval(CLI::App& root, std::vector<Command>& out);
+// `bench io` (cmd_bench_io.cpp), added by RegisterBench.
+void RegisterBenchIo(CLI::App& bench, std::vector<Command>& out);
+// `bench reprefill` (cmd_bench_reprefill.cpp), added by RegisterBench.
+void RegisterBenchReprefill(CLI::App& bench, std::vector<Command>& out);
 
 }  // namespace ckv::cli

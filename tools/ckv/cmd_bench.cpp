@@ -64,7 +64,8 @@ int RunGemm(int m, int k, int n, const std::string& dtype_name, int repeat) {
   return 0;
 }
 
-int RunAttention(int queries, int prefix, int heads, int kv_heads, int head_dim, int repeat) {
+int RunAttention(int queries, int prefix, int heads, int kv_heads, int head_dim, int repeat,
+                 bool mass_only) {
   const int kvd = kv_heads * head_dim;
   const int64_t keys = int64_t{prefix} + queries;
   std::mt19937 rng(3);
@@ -85,6 +86,7 @@ int RunAttention(int queries, int prefix, int heads, int kv_heads, int head_dim,
   const double s = Seconds(t0) / repeat;
   // QK^T and PV over the visible keys of each query.
   const double visible = double(queries) * prefix + queries * (queries + 1) / 2.0;
+  // QK^T and PV; the probability-only kernel does QK^T twice and no PV.
   const double flops = 4.0 * visible * heads * head_dim;
   nlohmann::json j{{"queries", queries},       {"prefix", prefix},     {"heads", heads},
                    {"kv_heads", kv_heads},     {"head_dim", head_dim}, {"ms", s * 1e3},
@@ -99,6 +101,8 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
   CLI::App* bench =
       root.add_subcommand("bench", "Benchmarks (GEMM rate, model prefill/decode speed)");
   bench->require_subcommand(1);
+  RegisterBenchIo(*bench, out);
+  RegisterBenchReprefill(*bench, out);
 
   struct GemmArgs {
     int m = 512, k = 896, n = 4864, repeat = 20;
@@ -116,6 +120,7 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
 
   struct AttnArgs {
     int queries = 512, prefix = 0, heads = 14, kv_heads = 2, head_dim = 64, repeat = 5;
+    bool mass = false;
   };
   auto aa = std::make_shared<AttnArgs>();
   CLI::App* attn = bench->add_subcommand("attention", "Attention kernel rate (bf16 KV, causal)");
@@ -125,9 +130,10 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
   attn->add_option("--kv-heads", aa->kv_heads, "KV heads")->capture_default_str();
   attn->add_option("--head-dim", aa->head_dim, "Head dimension")->capture_default_str();
   attn->add_option("--repeat", aa->repeat, "Timed repetitions")->capture_default_str();
+  attn->add_flag("--mass-only", aa->mass, "Time AttentionMass (probabilities only, for chunk scoring)");
   out.push_back({attn, [aa]() {
                    return RunAttention(aa->queries, aa->prefix, aa->heads, aa->kv_heads,
-                                       aa->head_dim, aa->repeat);
+                                       aa->head_dim, aa->repeat, aa->mass);
                  }});
 
   struct ModelArgs {

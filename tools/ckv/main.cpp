@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   ckv::cli::RegisterTokenize(app, commands);
   ckv::cli::RegisterLogits(app, commands);
   ckv::cli::RegisterModel(app, commands);
+  ckv::cli::RegisterCache(app, commands);
+  ckv::cli::RegisterReprefill(app, commands);
+  ckv::cli::RegisterEval(app, commands);
   ckv::cli::RegisterBench(app, commands);
   try {
     app.parse(argc, argv);

@@ -1,0 +1,112 @@
+// Re-Prefill: serve a request whose context starts with a stored prefix. The longest stored
+// prefix is found by content; the suffix is computed through every layer, attending to the
+// prefix chunks a KV source policy selects (loaded from SSD ahead of compute) plus the suffix;
+// then the first token is emitted and decoding continues with the same prefix selection.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ckv/generate.h"
+#include "ckv/model.h"
+#include "ckv/prefix_store.h"
+#include "ckv/status.h"
+
+namespace ckv {
+
+enum class ScoringSource { kFullKeys, kSummaries };
+
+struct ReprefillOptions {
+  std::string system = "contiguouskv";  // KV source policy (see ReprefillSystems())
+  double budget = 0.10;                 // r: fraction of prefix chunks attended
+  ScoringSource scoring = ScoringSource::kFullKeys;
+  int sub_period = 4;    // sp: inter-period prefetch starts this many layers in
+  bool prefetch = true;  // false: load each period's selection synchronously
+  int max_tokens = 1;    // tokens to generate (the first one is the TTFT token)
+  SamplingOptions sampling;
+  std::string trace_path;  // Chrome trace-event JSON, if set
+  // Also return next-token logits at every suffix position (quality evaluation).
+  bool suffix_logits = false;
+  // Baseline for quality: chunk scores are random draws (same forced chunks, same budget).
+  bool random_selection = false;
+  uint64_t random_seed = 0;
+};
+
+std::vector<std::string> ReprefillSystems();
+
+struct ReprefillStats {
+  std::string prefix_id;  // empty: no stored prefix matched (plain prefill)
+  std::string system;
+  std::string io_backend;
+  int64_t prefix_tokens = 0;  // stored prefix tokens used
+  int64_t suffix_tokens = 0;
+  double ttft_ms = 0;
+  double io_wait_ms = 0;            // compute blocked waiting for prefix data
+  double compute_ms = 0;            // layer compute (projections, attention, MLP, head)
+  double scoring_ms = 0;            // chunk scoring (part of compute_ms)
+  double decode_ms = 0;             // after the first token
+  int64_t ssd_bytes_read = 0;       // everything read from the store for this request
+  int64_t scoring_bytes_read = 0;   // of which for chunk scoring (keys / summaries)
+  int64_t cache_bytes_hit = 0;      // prefix KV served from the memory cache
+  int64_t attended_bytes = 0;       // prefix KV bytes attended (K+V, all layers, real tokens)
+  double read_amplification = 0;    // KV bytes read from SSD / attended bytes read from SSD
+  int64_t chunks_selected = 0;      // summed over periods
+  int64_t chunks_prefetched = 0;    // speculatively (inter-period)
+  int64_t chunks_mispredicted = 0;  // speculatively read, then not selected
+  int64_t cache_hits = 0;
+  int64_t cache_misses = 0;
+  int64_t buffer_overflows = 0;     // units read synchronously because the prefetch pool was full
+  int64_t prefetch_peak_bytes = 0;  // most prefetch-buffer bytes held at once (engine lifetime)
+  int64_t prefetch_capacity_bytes = 0;  // the bound
+  double attended_fraction = 0;  // prefix tokens attended / prefix tokens (per layer average)
+  std::string note;              // e.g. why the request fell back to recompute
+};
+
+struct ReprefillResult {
+  std::vector<int32_t> generated_ids;
+  std::string text;
+  std::vector<float> first_logits;   // next-token logits at the last context position
+  std::vector<float> suffix_logits;  // [suffix_tokens][vocab] when asked for
+  ReprefillStats stats;
+  // Selected prefix chunks per period (per layer group), for tests and tracing.
+  std::vector<std::vector<int64_t>> selections;
+};
+
+class ChunkCacheHandle;  // the shared memory cache (src/cache), opaque here
+
+// Serves Re-Prefill requests for one model and one store. Holds the memory cache across
+// requests (bounded by cache_bytes; 0 disables it).
+class ReprefillEngine {
+ public:
+  struct Config {
+    StoreLayout layout;                      // layout of the prefixes this engine reads
+    int64_t cache_bytes = 0;                 // memory cache of prefix KV (0 = off)
+    std::string cache_policy = "attention";  // attention | lru | impress
+    // The I/O path, set up once (a ring with registered, pinned buffers costs more than a
+    // request's reads): bound on prefetch buffers held at once, queue depth, backend.
+    int64_t prefetch_bytes = int64_t{64} << 20;
+    int io_queue_depth = 64;
+    std::string io_backend = "auto";  // auto | uring | threads
+  };
+  static Result<std::unique_ptr<ReprefillEngine>> Create(const Model& model, PrefixStore& store,
+                                                         const Config& config);
+  ~ReprefillEngine();
+
+  // `tokens` is the whole context (stored prefix + new suffix).
+  Result<ReprefillResult> Run(std::span<const int32_t> tokens, const ReprefillOptions& opts);
+
+ private:
+  struct State;
+  explicit ReprefillEngine(std::unique_ptr<State> s);
+  std::unique_ptr<State> s_;
+};
+
+// Prefills `tokens` and stores their KV as a prefix (what `ckv cache put` does).
+Result<PrefixInfo> StorePrefix(const Model& model, PrefixStore& store, const StoreLayout& layout,
+                               std::span<const int32_t> tokens,
+                               const std::function<void(double)>& progress = {});
+
+}  // namespace ckv

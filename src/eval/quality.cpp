@@ -1,0 +1,139 @@
+#include "eval/quality.h"
+
+#include <cmath>
+#include <map>
+
+#include "ckv/prefix_store.h"
+#include "engine/transformer.h"
+
+namespace ckv {
+namespace {
+
+// log-softmax of a logits row, in double.
+std::vector<double> LogSoftmax(const float* logits, int vocab) {
+  double mx = logits[0];
+  for (int i = 1; i < vocab; ++i) mx = std::max<double>(mx, logits[i]);
+  double sum = 0;
+  for (int i = 0; i < vocab; ++i) sum += std::exp(logits[i] - mx);
+  const double lse = mx + std::log(sum);
+  std::vector<double> out(vocab);
+  for (int i = 0; i < vocab; ++i) out[i] = logits[i] - lse;
+  return out;
+}
+
+double MeanNll(const std::vector<float>& suffix_logits, int64_t ns, std::span<const int32_t> next,
+               int vocab) {
+  double total = 0;
+  for (int64_t i = 0; i < ns; ++i) {
+    const auto lp = LogSoftmax(suffix_logits.data() + i * vocab, vocab);
+    total -= lp[next[i]];
+  }
+  return total / static_cast<double>(ns);
+}
+
+struct Acc {
+  int64_t n = 0;
+  double top1 = 0, kl = 0, nll = 0, full_nll = 0, attended = 0;
+};
+
+}  // namespace
+
+Result<std::vector<QualityRow>> EvaluateQuality(const Model& model, const std::string& text,
+                                                const QualityOptions& opts,
+                                                const std::function<void(double)>& progress) {
+  if (model.tokenizer() == nullptr) return Status::InvalidArgument("model has no tokenizer");
+  CKV_ASSIGN_OR_RETURN(std::vector<int32_t> ids, model.tokenizer()->Encode(text, false));
+  const int vocab = model.config().vocab_size;
+  const auto bos = model.tokenizer()->bos_id();
+  StoreOptions so;
+  so.sync = false;
+  CKV_ASSIGN_OR_RETURN(auto store, PrefixStore::Open(opts.store_dir, so));
+  const StoreLayout layout = StoreLayout::PeriodMajor(opts.chunk_tokens, opts.period);
+  ReprefillEngine::Config ec;
+  ec.layout = layout;
+  CKV_ASSIGN_OR_RETURN(auto engine, ReprefillEngine::Create(model, *store, ec));
+
+  std::map<std::tuple<std::string, double, int64_t, int64_t>, Acc> acc;
+  const int64_t settings =
+      static_cast<int64_t>(opts.prefix_tokens.size() * opts.suffix_tokens.size());
+  int64_t done = 0;
+  for (int64_t P : opts.prefix_tokens) {
+    for (int64_t S : opts.suffix_tokens) {
+      // Window = [BOS] + text tokens: P prefix tokens (BOS included), S suffix tokens, plus the
+      // token after the suffix (the true continuation of its last position).
+      const int64_t body = P - (bos ? 1 : 0) + S + 1;
+      if (body > static_cast<int64_t>(ids.size())) {
+        return Status::InvalidArgument("text too short for prefix " + std::to_string(P) +
+                                       " + suffix " + std::to_string(S));
+      }
+      if (P + S + 1 > model.config().max_position_embeddings) {
+        return Status::InvalidArgument("prefix + suffix exceed the model's context");
+      }
+      const int64_t span = static_cast<int64_t>(ids.size()) - body;
+      for (int w = 0; w < opts.windows; ++w) {
+        const int64_t off = opts.windows > 1 ? span * w / (opts.windows - 1) : 0;
+        std::vector<int32_t> win;
+        if (bos) win.push_back(*bos);
+        win.insert(win.end(), ids.begin() + off, ids.begin() + off + body);
+        const std::span<const int32_t> request(win.data(), P + S);
+        const std::span<const int32_t> next(win.data() + P + 1, S);  // true next tokens
+        CKV_ASSIGN_OR_RETURN(PrefixInfo info, StorePrefix(model, *store, layout, request.first(P)));
+        ReprefillOptions ro;
+        ro.suffix_logits = true;
+        ro.budget = 1.0;
+        CKV_ASSIGN_OR_RETURN(ReprefillResult full, engine->Run(request, ro));
+        const auto full_lp = LogSoftmax(full.first_logits.data(), vocab);
+        const int32_t full_top = Argmax(full.first_logits);
+        const double full_nll = MeanNll(full.suffix_logits, S, next, vocab);
+        for (const std::string& system : opts.systems) {
+          for (double b : opts.budgets) {
+            ReprefillOptions o = ro;
+            o.budget = b;
+            o.scoring = system == "contiguouskv-summaries" ? ScoringSource::kSummaries
+                                                           : ScoringSource::kFullKeys;
+            o.random_selection = system == "random";
+            o.random_seed = static_cast<uint64_t>(w);
+            CKV_ASSIGN_OR_RETURN(ReprefillResult r, engine->Run(request, o));
+            const auto lp = LogSoftmax(r.first_logits.data(), vocab);
+            double kl = 0;
+            for (int i = 0; i < vocab; ++i) kl += std::exp(full_lp[i]) * (full_lp[i] - lp[i]);
+            for (int64_t setting_p : {P, int64_t{0}}) {
+              Acc& a = acc[{system, b, setting_p, setting_p ? S : 0}];
+              ++a.n;
+              a.top1 += Argmax(r.first_logits) == full_top ? 1 : 0;
+              a.kl += kl;
+              a.nll += MeanNll(r.suffix_logits, S, next, vocab);
+              a.full_nll += full_nll;
+              a.attended += r.stats.attended_fraction;
+            }
+          }
+        }
+        CKV_RETURN_IF_ERROR(store->Remove(info.id));
+        if (progress) progress((done * opts.windows + w + 1.0) / (settings * opts.windows));
+      }
+      ++done;
+    }
+  }
+  std::vector<QualityRow> rows;
+  for (bool pooled : {false, true}) {
+    for (const auto& [key, a] : acc) {
+      const auto& [system, b, P, S] = key;
+      if ((P == 0) != pooled) continue;
+      QualityRow r;
+      r.system = system;
+      r.budget = b;
+      r.prefix_tokens = P;
+      r.suffix_tokens = S;
+      r.windows = a.n;
+      r.top1_agreement = a.top1 / a.n;
+      r.mean_kl = a.kl / a.n;
+      r.mean_nll = a.nll / a.n;
+      r.full_mean_nll = a.full_nll / a.n;
+      r.attended_fraction = a.attended / a.n;
+      rows.push_back(r);
+    }
+  }
+  return rows;
+}
+
+}  // namespace ckv

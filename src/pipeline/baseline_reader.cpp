@@ -1,0 +1,87 @@
+#include "pipeline/baseline_reader.h"
+
+#include <xxhash.h>
+
+#include <chrono>
+
+namespace ckv {
+
+void PrefixRangeReader::Reset(const RequestContext& ctx) {
+  ctx_ = ctx;
+  issued_.clear();
+  path_hash_.clear();
+  for (const StoreFile& f : ctx.prefix->files()) {
+    path_hash_.push_back(XXH3_64bits(f.path.data(), f.path.size()));
+  }
+}
+
+ChunkKey PrefixRangeReader::Key(int file, RangeCut cut, int32_t group, uint64_t offset) const {
+  // kUnit keeps the plain path hash, the key ContiguousKV uses for the same unit.
+  uint64_t seg = path_hash_[static_cast<size_t>(file)];
+  if (cut != RangeCut::kUnit) seg ^= 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(cut);
+  return ChunkKey{seg, group, static_cast<int64_t>(offset)};
+}
+
+std::shared_ptr<FetchedRange> PrefixRangeReader::Fetch(
+    int file, uint64_t offset, uint32_t length, const ChunkKey& key,
+    std::function<Status(const std::byte*)> verify, std::string label) {
+  auto r = std::make_shared<FetchedRange>();
+  r->key = key;
+  r->offset = offset;
+  r->length = length;
+  if (ctx_.cache != nullptr) {
+    if (auto hit = ctx_.cache->Lookup(key)) {
+      r->cached = std::move(hit);
+      ctx_.stats->cache_bytes_hit += static_cast<int64_t>(r->cached->size());
+      ++ctx_.stats->cache_hits;
+      return r;
+    }
+    ++ctx_.stats->cache_misses;
+  }
+  const StoreFile& f = ctx_.prefix->files()[static_cast<size_t>(file)];
+  r->slot = ctx_.loader->Load(f.direct_fd >= 0 ? f.direct_fd : f.fd, offset, length,
+                              std::move(verify), std::move(label));
+  issued_.push_back(r->slot);
+  return r;
+}
+
+Status PrefixRangeReader::Wait(const FetchedRange& r) {
+  if (!r.slot) return Status::OK();
+  if (r.slot->ready()) return r.slot->status();
+  const auto t0 = std::chrono::steady_clock::now();
+  const double b = ctx_.tracer->NowUs();
+  Status st = ctx_.loader->Wait(*r.slot);
+  ctx_.stats->io_wait_ms +=
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (ctx_.tracer->enabled()) {
+    ctx_.tracer->Complete(Tracer::kCompute, "wait I/O", b, ctx_.tracer->NowUs());
+  }
+  return st;
+}
+
+void PrefixRangeReader::Account(const FetchedRange& r, bool scoring) const {
+  if (!r.from_ssd()) return;
+  (scoring ? ctx_.stats->scoring_bytes_read : ctx_.stats->ssd_bytes_read) += r.length;
+}
+
+void PrefixRangeReader::Insert(const FetchedRange& r) const {
+  if (ctx_.cache == nullptr || !r.slot || !r.slot->ready() || !r.slot->status().ok()) return;
+  const auto* p = reinterpret_cast<const unsigned char*>(r.slot->data());
+  ctx_.cache->Insert(r.key, std::make_shared<std::vector<unsigned char>>(p, p + r.length));
+}
+
+void PrefixRangeReader::Feedback(const ChunkKey& key, double importance,
+                                 double important_fraction) const {
+  if (ctx_.cache != nullptr) ctx_.cache->Feedback(key, importance, important_fraction);
+}
+
+void PrefixRangeReader::Drain() {
+  // A read may still be in flight (a request that failed midway): it must finish before the
+  // request's tracer and stats go away.
+  for (auto& weak : issued_) {
+    if (auto slot = weak.lock(); slot && !slot->ready()) (void)ctx_.loader->Wait(*slot);
+  }
+  issued_.clear();
+}
+
+}  // namespace ckv

@@ -1,0 +1,80 @@
+// Byte ranges of a stored prefix for the baseline KV source policies (AS+LRU, AS+H2O+LRU,
+// IMPRESS): each range comes from the engine's memory cache or is read on the I/O thread,
+// verified there when the caller gives a check. Every read a request issues is finished
+// before the request ends.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pipeline/kv_source_policy.h"
+
+namespace ckv {
+
+// One fetched range: either a loader slot (read from SSD) or a cache entry.
+struct FetchedRange {
+  std::shared_ptr<UnitSlot> slot;  // set when read from SSD
+  ChunkCache::Data cached;         // set on a cache hit
+  ChunkKey key;
+  uint64_t offset = 0;  // file offset of bytes()[0]
+  uint32_t length = 0;
+  bool from_ssd() const { return slot != nullptr; }
+  const std::byte* bytes() const {
+    return cached ? reinterpret_cast<const std::byte*>(cached->data()) : slot->data();
+  }
+  // The bytes at file offset `file_offset` (inside the range).
+  const std::byte* At(uint64_t file_offset) const { return bytes() + (file_offset - offset); }
+};
+
+// Cache keys: the same stored bytes cut the same way get the same key, whatever the system,
+// so systems reading whole read units share entries with each other (and with ContiguousKV);
+// a different cut of the same bytes (a K or V half) gets another `cut`, never a colliding key.
+enum class RangeCut { kUnit = 0, kKeysHalf = 1, kValuesHalf = 2 };
+
+class PrefixRangeReader {
+ public:
+  void Reset(const RequestContext& ctx);
+
+  ChunkKey Key(int file, RangeCut cut, int32_t group, uint64_t offset) const;
+  // From the cache (counted as a hit) or a new read on the I/O thread (a miss, when there is a
+  // cache). `offset` and `length` must be 4 KiB aligned. Byte accounting is the caller's.
+  std::shared_ptr<FetchedRange> Fetch(int file, uint64_t offset, uint32_t length,
+                                      const ChunkKey& key,
+                                      std::function<Status(const std::byte*)> verify,
+                                      std::string label);
+  // Blocks until the range is in memory (counted as I/O wait); its read/verify status.
+  Status Wait(const FetchedRange& r);
+  // Adds the bytes read from SSD to ssd_bytes_read (data attended or loaded to be attended)
+  // or to scoring_bytes_read (identification only). Cache hits add nothing.
+  void Account(const FetchedRange& r, bool scoring) const;
+  // Copies a successfully read (and verified, if it had a check) range into the cache.
+  void Insert(const FetchedRange& r) const;
+  void Feedback(const ChunkKey& key, double importance, double important_fraction) const;
+  // Waits for every read this request issued (reads of a failed request included).
+  void Drain();
+
+ private:
+  RequestContext ctx_;
+  std::vector<uint64_t> path_hash_;
+  // Weak: a range the policy has released gives its pool buffer back at once (the loader
+  // holds an in-flight slot until it completes), so the prefetch pool bounds what a policy
+  // holds, not everything a request read.
+  std::vector<std::weak_ptr<UnitSlot>> issued_;
+};
+
+// [begin, end) widened to 4 KiB alignment, as O_DIRECT needs.
+inline uint64_t AlignDown4k(uint64_t v) {
+  return v & ~uint64_t{4095};
+}
+inline uint64_t AlignUp4k(uint64_t v) {
+  return (v + 4095) & ~uint64_t{4095};
+}
+
+std::unique_ptr<KVSourcePolicy> MakeAsLruPolicy();
+std::unique_ptr<KVSourcePolicy> MakeAsH2OLruPolicy();
+std::unique_ptr<KVSourcePolicy> MakeImpressPolicy();
+
+}  // namespace ckv

@@ -1,0 +1,59 @@
+// The one seam between the Re-Prefill layer loop and the systems it compares: for each layer
+// the loop asks the policy for the prefix KV to attend to, and reports back the attention it
+// observed. What to select, what to read, when to prefetch and what to cache is the policy's.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "cache/chunk_cache.h"
+#include "ckv/model_config.h"
+#include "ckv/prefix_store.h"
+#include "ckv/reprefill.h"
+#include "kernels/attention.h"
+#include "pipeline/trace.h"
+#include "pipeline/unit_loader.h"
+
+namespace ckv {
+
+struct RequestContext {
+  const ModelConfig* config = nullptr;
+  std::shared_ptr<const PrefixHandle> prefix;
+  int64_t prefix_tokens = 0;  // tokens of the stored prefix used (<= prefix->n_tokens())
+  int64_t n_chunks = 0;       // chunks covering prefix_tokens
+  const ReprefillOptions* opts = nullptr;
+  UnitLoader* loader = nullptr;
+  ChunkCache* cache = nullptr;  // may be null
+  Tracer* tracer = nullptr;
+  ReprefillStats* stats = nullptr;
+};
+
+// Prefix KV of one layer: spans in position order, and what keeps their memory alive.
+struct PrefixContext {
+  std::vector<KVSpan> spans;
+  std::vector<int64_t> chunks;  // chunk index of each span
+  std::vector<std::shared_ptr<const void>> keep_alive;
+};
+
+class KVSourcePolicy {
+ public:
+  virtual ~KVSourcePolicy() = default;
+  virtual Status Begin(const RequestContext& ctx) = 0;
+  // Layer `layer`'s prefix KV (blocks until it is in memory). `q` are the suffix queries of
+  // this layer with RoPE applied ([n_q][num_heads * head_dim]), `suffix_keys` the suffix's
+  // keys, for policies that score chunks by attention.
+  virtual Result<PrefixContext> PrefixKV(int layer, const float* q, int n_q, const int32_t* q_pos,
+                                         const KVSpan& suffix_keys) = 0;
+  // Attention mass the suffix gave each prefix token of `ctx` (span order).
+  virtual void Observe(int layer, const PrefixContext& ctx, std::span<const float> mass) = 0;
+  // After the last layer: release what the request held, feed the cache.
+  virtual void End() = 0;
+  // The selections made, per period / layer group (for tests and stats).
+  virtual std::vector<std::vector<int64_t>> Selections() const = 0;
+};
+
+std::unique_ptr<KVSourcePolicy> MakeContiguousKVPolicy();
+
+}  // namespace ckv

@@ -1,0 +1,186 @@
+#include "pipeline/unit_loader.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace ckv {
+
+Result<std::unique_ptr<UnitLoader>> UnitLoader::Create(const LoaderOptions& opts, Tracer* tracer) {
+  std::unique_ptr<UnitLoader> l(new UnitLoader());
+  l->tracer_.store(tracer);
+  CKV_ASSIGN_OR_RETURN(l->engine_, io::IoEngine::Create(opts.io));
+  io::BufferPoolOptions po;
+  po.capacity_bytes = std::max<size_t>(opts.buffer_bytes, io::kIoAlignment);
+  po.prefault = false;
+  CKV_ASSIGN_OR_RETURN(l->pool_, io::BufferPool::Create(po));
+  // Registration can fail (RLIMIT_MEMLOCK); plain reads still work.
+  (void)l->engine_->RegisterBuffers(l->pool_);
+  l->thread_ = std::thread([p = l.get()] { p->Run(); });
+  return l;
+}
+
+UnitLoader::~UnitLoader() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void UnitLoader::Finish(UnitSlot& slot, int32_t result) {
+  const std::byte* bytes = slot.data();
+  if (!slot.status_.ok()) {
+    // Already failed (submission error); keep that message.
+  } else if (result < 0) {
+    slot.status_ = Status::IOError(slot.label_ + ": read failed: " + std::strerror(-result));
+  } else if (static_cast<uint32_t>(result) < slot.length_) {
+    slot.status_ =
+        Status::Corruption(slot.label_ + ": short read (" + std::to_string(result) + " of " +
+                           std::to_string(slot.length_) + " bytes): file truncated");
+  } else if (slot.verify_) {
+    slot.status_ = slot.verify_(bytes);
+  }
+  Tracer* tracer = tracer_.load(std::memory_order_acquire);
+  if (tracer != nullptr && tracer->enabled()) {
+    tracer->Complete(Tracer::kIo, "read " + slot.label_, slot.submit_us_, tracer->NowUs(),
+                     "{\"bytes\":" + std::to_string(slot.length_) + "}");
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (result > 0) {
+      stats_.bytes_read += result;
+      ++stats_.units_read;
+    }
+    slot.state_.store(UnitSlot::kDone, std::memory_order_release);
+  }
+  ready_cv_.notify_all();
+}
+
+std::shared_ptr<UnitSlot> UnitLoader::Load(int fd, uint64_t offset, uint32_t length,
+                                           std::function<Status(const std::byte*)> verify,
+                                           std::string label) {
+  return Start(fd, offset, length, std::move(verify), std::move(label), true);
+}
+
+std::shared_ptr<UnitSlot> UnitLoader::TryLoad(int fd, uint64_t offset, uint32_t length,
+                                              std::function<Status(const std::byte*)> verify,
+                                              std::string label) {
+  return Start(fd, offset, length, std::move(verify), std::move(label), false);
+}
+
+std::shared_ptr<UnitSlot> UnitLoader::Start(int fd, uint64_t offset, uint32_t length,
+                                            std::function<Status(const std::byte*)> verify,
+                                            std::string label, bool sync_when_full) {
+  auto slot = std::make_shared<UnitSlot>();
+  slot->fd_ = fd;
+  slot->offset_ = offset;
+  slot->length_ = length;
+  slot->verify_ = std::move(verify);
+  slot->label_ = std::move(label);
+  Tracer* tracer = tracer_.load(std::memory_order_acquire);
+  slot->submit_us_ = tracer != nullptr ? tracer->NowUs() : 0;
+  auto buf = pool_->TryAcquire(length);
+  if (buf.ok()) {
+    slot->buffer_ = std::move(buf).value();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_.push_back(slot);
+    }
+    work_cv_.notify_one();
+    return slot;
+  }
+  if (!sync_when_full) return nullptr;
+  // The pool is full: read synchronously into a separate aligned buffer (O_DIRECT stays
+  // valid), so the pool's bound is never exceeded; counted as an overflow.
+  auto heap = io::AlignedBuffer::Allocate(length);
+  if (!heap.ok()) {
+    slot->status_ = heap.status();
+    Finish(*slot, -ENOMEM);
+    return slot;
+  }
+  slot->heap_ = std::move(heap).value();
+  ssize_t got = 0;
+  while (got < static_cast<ssize_t>(length)) {
+    const ssize_t r = pread(fd, slot->heap_.data() + got, length - got, offset + got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      got = got > 0 ? got : (r < 0 ? -errno : 0);
+      break;
+    }
+    got += r;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.pool_overflows;
+  }
+  Finish(*slot, static_cast<int32_t>(got));
+  return slot;
+}
+
+Status UnitLoader::Wait(const UnitSlot& slot) {
+  if (!slot.ready()) {
+    std::unique_lock<std::mutex> lock(mu_);
+    ready_cv_.wait(lock, [&] { return slot.ready(); });
+  }
+  return slot.status();
+}
+
+LoaderStats UnitLoader::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void UnitLoader::Run() {
+  std::map<uint64_t, std::shared_ptr<UnitSlot>> in_flight;
+  uint64_t next_tag = 1;
+  std::vector<io::ReadRequest> batch;
+  std::vector<io::ReadCompletion> done;
+  for (;;) {
+    std::deque<std::shared_ptr<UnitSlot>> incoming;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (pending_.empty() && in_flight.empty()) {
+        work_cv_.wait(lock, [&] { return stop_ || !pending_.empty(); });
+      }
+      if (stop_ && pending_.empty() && in_flight.empty()) return;
+      incoming.swap(pending_);
+    }
+    if (!incoming.empty()) {
+      batch.clear();
+      for (auto& s : incoming) {
+        const uint64_t tag = next_tag++;
+        batch.push_back({s->fd_, s->offset_, s->length_, s->buffer_.data(), tag});
+        in_flight.emplace(tag, s);
+      }
+      Status st = engine_->Submit(batch);
+      if (!st.ok()) {
+        for (const auto& r : batch) {
+          auto it = in_flight.find(r.tag);
+          it->second->status_ = st;
+          Finish(*it->second, -EIO);
+          in_flight.erase(it);
+        }
+      }
+    }
+    if (in_flight.empty()) continue;
+    done.clear();
+    // Short timeout: new requests from the compute thread are picked up within it.
+    auto reaped = engine_->Reap(done, 1, std::chrono::microseconds(100));
+    if (!reaped.ok()) {
+      for (auto& [tag, s] : in_flight) Finish(*s, -EIO);
+      in_flight.clear();
+      continue;
+    }
+    for (const auto& c : done) {
+      auto it = in_flight.find(c.tag);
+      if (it == in_flight.end()) continue;
+      Finish(*it->second, c.result);
+      in_flight.erase(it);
+    }
+  }
+}
+
+}  // namespace ckv

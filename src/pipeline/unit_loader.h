@@ -1,0 +1,105 @@
+// Loads read units of stored prefixes on a dedicated I/O thread, so I/O runs beside compute:
+// the compute thread asks for units (non-blocking), keeps computing, and waits only for the
+// units a layer needs. Buffers come from a bounded pool registered with io_uring; each loaded
+// unit is checksum-verified on the I/O thread before it is marked ready.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "ckv/status.h"
+#include "io/aligned_buffer.h"
+#include "io/io_engine.h"
+#include "pipeline/trace.h"
+
+namespace ckv {
+
+struct LoaderOptions {
+  io::IoOptions io;
+  size_t buffer_bytes = size_t{256} << 20;  // bound on unit buffers held at once
+};
+
+// One unit being loaded (or loaded). Shared between the compute thread and the I/O thread.
+class UnitSlot {
+ public:
+  const std::byte* data() const { return buffer_ ? buffer_.data() : heap_.data(); }
+  size_t size() const { return length_; }
+  bool ready() const { return state_.load(std::memory_order_acquire) != kPending; }
+  // Result of the read + verification (valid once ready()).
+  const Status& status() const { return status_; }
+
+ private:
+  friend class UnitLoader;
+  enum State { kPending, kDone };
+  io::PoolBuffer buffer_;
+  io::AlignedBuffer heap_;  // used when the pool was full (synchronous path)
+  int fd_ = -1;
+  uint64_t offset_ = 0;
+  uint32_t length_ = 0;
+  std::function<Status(const std::byte*)> verify_;
+  std::atomic<int> state_{kPending};
+  Status status_;
+  double submit_us_ = 0;
+  std::string label_;
+};
+
+struct LoaderStats {
+  int64_t bytes_read = 0;
+  int64_t units_read = 0;
+  int64_t pool_overflows = 0;  // units read synchronously because the buffer pool was full
+};
+
+class UnitLoader {
+ public:
+  static Result<std::unique_ptr<UnitLoader>> Create(const LoaderOptions& opts, Tracer* tracer);
+  ~UnitLoader();
+  UnitLoader(const UnitLoader&) = delete;
+  UnitLoader& operator=(const UnitLoader&) = delete;
+
+  // Starts reading [offset, offset + length) of fd; `verify` checks the bytes once read.
+  // When the buffer pool is full the read is done synchronously here (never exceeding the
+  // bound); the slot is then ready on return.
+  std::shared_ptr<UnitSlot> Load(int fd, uint64_t offset, uint32_t length,
+                                 std::function<Status(const std::byte*)> verify, std::string label);
+  // Like Load, but returns nullptr instead of reading synchronously when the pool is full
+  // (for speculative reads, which must never block compute).
+  std::shared_ptr<UnitSlot> TryLoad(int fd, uint64_t offset, uint32_t length,
+                                    std::function<Status(const std::byte*)> verify,
+                                    std::string label);
+  // Blocks until the slot is ready; returns its status.
+  Status Wait(const UnitSlot& slot);
+
+  LoaderStats stats() const;
+  // Where read events go (nullptr: nowhere). Set between requests.
+  void set_tracer(Tracer* tracer) { tracer_.store(tracer, std::memory_order_release); }
+  const char* backend() const { return engine_->name(); }
+  const io::BufferPool& pool() const { return *pool_; }
+
+ private:
+  UnitLoader() = default;
+  void Run();
+  void Finish(UnitSlot& slot, int32_t result);
+  std::shared_ptr<UnitSlot> Start(int fd, uint64_t offset, uint32_t length,
+                                  std::function<Status(const std::byte*)> verify, std::string label,
+                                  bool sync_when_full);
+
+  std::unique_ptr<io::IoEngine> engine_;
+  std::shared_ptr<io::BufferPool> pool_;
+  std::atomic<Tracer*> tracer_{nullptr};
+  std::thread thread_;
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;   // I/O thread: new requests or stop
+  std::condition_variable ready_cv_;  // compute thread: a slot became ready
+  std::deque<std::shared_ptr<UnitSlot>> pending_;
+  bool stop_ = false;
+  LoaderStats stats_;
+};
+
+}  // namespace ckv

@@ -1,0 +1,82 @@
+#include "policy/h2o_selection.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace ckv {
+
+std::vector<float> TokenAttentionMass(const float* q, int n_q, const int32_t* q_pos,
+                                      std::span<const KVSpan> prefix_keys,
+                                      const KVSpan& suffix_keys, const AttentionShape& shape) {
+  // The attention kernel with the keys standing in for the values: only the observed
+  // probability mass per key is kept, the output is discarded.
+  std::vector<KVSpan> spans;
+  spans.reserve(prefix_keys.size() + 1);
+  int64_t prefix_tokens = 0;
+  for (const KVSpan& s : prefix_keys) {
+    spans.push_back({s.k, s.k, s.n_tokens, s.pos_begin});
+    prefix_tokens += s.n_tokens;
+  }
+  spans.push_back({suffix_keys.k, suffix_keys.k, suffix_keys.n_tokens, suffix_keys.pos_begin});
+  std::vector<float> mass(prefix_tokens + suffix_keys.n_tokens, 0.f);
+  std::vector<float> out(static_cast<size_t>(n_q) * shape.num_heads * shape.head_dim);
+  AttentionObserver obs{mass.data()};
+  Attention(q, n_q, q_pos, spans, shape, out.data(), &obs);
+  mass.resize(prefix_tokens);
+  return mass;
+}
+
+std::vector<float> HeadTokenMass(const float* q, int n_q, const int32_t* q_pos, int num_heads,
+                                 int head_dim, std::span<const int> q_heads,
+                                 const uint16_t* prefix_keys, int64_t n_prefix,
+                                 const uint16_t* suffix_keys, int64_t n_suffix,
+                                 int64_t suffix_pos) {
+  // One KV head with the chosen query heads as its group: the kernel's GQA then gives each
+  // query head its own softmax over exactly this head's keys.
+  const int g = static_cast<int>(q_heads.size());
+  std::vector<float> qs(static_cast<size_t>(n_q) * g * head_dim);
+  for (int i = 0; i < n_q; ++i) {
+    for (int r = 0; r < g; ++r) {
+      const float* src = q + (static_cast<size_t>(i) * num_heads + q_heads[r]) * head_dim;
+      std::copy(src, src + head_dim, qs.data() + (static_cast<size_t>(i) * g + r) * head_dim);
+    }
+  }
+  const KVSpan prefix{prefix_keys, nullptr, n_prefix, 0};
+  const KVSpan suffix{suffix_keys, nullptr, n_suffix, suffix_pos};
+  const AttentionShape shape{g, 1, head_dim, DType::kBF16};
+  return TokenAttentionMass(qs.data(), n_q, q_pos, std::span(&prefix, 1), suffix, shape);
+}
+
+int64_t TokenBudget(double ratio, int64_t n) {
+  if (n <= 0) return 0;
+  const auto k = static_cast<int64_t>(std::ceil(ratio * static_cast<double>(n) - 1e-9));
+  return std::clamp<int64_t>(k, 1, n);
+}
+
+std::vector<int64_t> TopKTokens(std::span<const float> scores, int64_t k) {
+  const auto n = static_cast<int64_t>(scores.size());
+  std::vector<int64_t> idx(n);
+  for (int64_t i = 0; i < n; ++i) idx[i] = i;
+  if (k < n) {
+    const auto before = [&](int64_t a, int64_t b) {
+      return scores[a] != scores[b] ? scores[a] > scores[b] : a < b;
+    };
+    std::nth_element(idx.begin(), idx.begin() + std::max<int64_t>(k, 0), idx.end(), before);
+    idx.resize(std::max<int64_t>(k, 0));
+    std::sort(idx.begin(), idx.end());
+  }
+  return idx;
+}
+
+std::vector<int64_t> ChunksOfTokens(std::span<const std::vector<int64_t>> token_sets,
+                                    int chunk_tokens) {
+  std::vector<int64_t> chunks;
+  for (const auto& set : token_sets) {
+    for (int64_t t : set) chunks.push_back(t / chunk_tokens);
+  }
+  std::sort(chunks.begin(), chunks.end());
+  chunks.erase(std::unique(chunks.begin(), chunks.end()), chunks.end());
+  return chunks;
+}
+
+}  // namespace ckv

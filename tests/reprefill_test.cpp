@@ -1,0 +1,254 @@
+// The Re-Prefill pipeline end to end on the bundled model: stored prefix -> selection ->
+// prefetch -> attention, checked against full attention and against itself.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "ckv/generate.h"
+#include "ckv/model.h"
+#include "ckv/prefix_store.h"
+#include "ckv/reprefill.h"
+#include "engine/transformer.h"
+#include "test_util.h"
+
+namespace ckv {
+namespace {
+
+class ReprefillTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto m = Model::Load(test::BundledModelDir());
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    model_ = std::move(m).value();
+    const std::string text = test::ReadFileOrDie(test::SharedDir() + "/data/tinystories.txt");
+    auto ids = model_->tokenizer()->Encode(text, true);
+    ASSERT_TRUE(ids.ok());
+    all_ids_ = *ids;
+    store_dir_ = test::MakeTempDir("reprefill");
+  }
+
+  std::unique_ptr<PrefixStore> OpenStore() {
+    StoreOptions so;
+    so.sync = false;
+    auto s = PrefixStore::Open(store_dir_, so);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(s).value() : nullptr;
+  }
+
+  // prefix = ids[0, n_prefix), request = ids[0, n_prefix + n_suffix)
+  std::vector<int32_t> Ids(int64_t n) const { return {all_ids_.begin(), all_ids_.begin() + n}; }
+
+  // Logits of Forward(prefix) then Forward(suffix) with a bf16 cache: what Re-Prefill at
+  // budget 1 must reproduce exactly.
+  std::vector<float> TwoStepLogits(int64_t n_prefix, int64_t n) const {
+    KVCache kv = model_->NewCache(KVPrecision::kBF16, n);
+    std::vector<float> logits;
+    const auto ids = Ids(n);
+    EXPECT_TRUE(model_->Forward(std::span(ids).first(n_prefix), kv, nullptr).ok());
+    EXPECT_TRUE(model_->Forward(std::span(ids).subspan(n_prefix), kv, &logits).ok());
+    return logits;
+  }
+
+  Result<ReprefillResult> Run(PrefixStore& store, std::span<const int32_t> ids, ReprefillOptions o,
+                              StoreLayout layout = StoreLayout::PeriodMajor(16, 8),
+                              int64_t cache_bytes = 0, int64_t prefetch_bytes = 64 << 20) {
+    ReprefillEngine::Config ec;
+    ec.layout = layout;
+    ec.cache_bytes = cache_bytes;
+    ec.prefetch_bytes = prefetch_bytes;
+    auto e = ReprefillEngine::Create(*model_, store, ec);
+    if (!e.ok()) return e.status();
+    return (*e)->Run(ids, o);
+  }
+
+  std::unique_ptr<Model> model_;
+  std::vector<int32_t> all_ids_;
+  std::string store_dir_;
+};
+
+TEST_F(ReprefillTest, BudgetOneEqualsFullAttentionExactly) {
+  auto store = OpenStore();
+  const int64_t np = 300, n = 310;
+  for (auto layout : {StoreLayout::PeriodMajor(16, 8), StoreLayout::PeriodMajor(16, 2),
+                      StoreLayout::LayerMajor(16)}) {
+    ASSERT_TRUE(StorePrefix(*model_, *store, layout, Ids(np)).ok());
+    ReprefillOptions o;
+    o.budget = 1.0;
+    for (bool prefetch : {true, false}) {
+      o.prefetch = prefetch;
+      auto r = Run(*store, Ids(n), o, layout);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      EXPECT_EQ(r->stats.prefix_tokens, np);
+      EXPECT_EQ(r->first_logits, TwoStepLogits(np, n)) << layout.ToString();
+      EXPECT_DOUBLE_EQ(r->stats.attended_fraction, 1.0);
+    }
+  }
+  // And against one whole-context prefill (the `ckv logits` path): the same up to float
+  // rounding of differently batched matmuls.
+  KVCache kv = model_->NewCache(KVPrecision::kBF16, n);
+  std::vector<float> whole;
+  ASSERT_TRUE(model_->Forward(Ids(n), kv, &whole).ok());
+  ReprefillOptions o;
+  o.budget = 1.0;
+  auto r = Run(*store, Ids(n), o, StoreLayout::LayerMajor(16));
+  ASSERT_TRUE(r.ok());
+  float max_diff = 0;
+  for (size_t i = 0; i < whole.size(); ++i) max_diff = std::max(max_diff, std::abs(whole[i] - r->first_logits[i]));
+  EXPECT_LE(max_diff, 1e-3f);
+  EXPECT_EQ(Argmax(whole), Argmax(r->first_logits));
+}
+
+TEST_F(ReprefillTest, ForcedChunksAlwaysSelectedAndBudgetRespected) {
+  auto store = OpenStore();
+  const int64_t np = 405, n = 420;  // last chunk partial (405 = 25 * 16 + 5)
+  ASSERT_TRUE(StorePrefix(*model_, *store, StoreLayout::PeriodMajor(16, 2), Ids(np)).ok());
+  for (ScoringSource src : {ScoringSource::kFullKeys, ScoringSource::kSummaries}) {
+    ReprefillOptions o;
+    o.budget = 0.1;
+    o.scoring = src;
+    auto r = Run(*store, Ids(n), o, StoreLayout::PeriodMajor(16, 2));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    const int64_t m = 26;
+    ASSERT_EQ(r->selections.size(), 3u);  // 5 layers, p = 2
+    for (const auto& sel : r->selections) {
+      EXPECT_EQ(sel.front(), 0);
+      EXPECT_EQ(sel.back(), m - 1);
+      EXPECT_TRUE(std::find(sel.begin(), sel.end(), m - 2) != sel.end());  // 5-token last chunk
+      EXPECT_EQ(static_cast<int64_t>(sel.size()), 3 + 3);  // forced + ceil(0.1 * 26)
+    }
+    EXPECT_LT(r->stats.attended_fraction, 0.3);
+    EXPECT_GT(r->stats.ssd_bytes_read, 0);
+  }
+}
+
+TEST_F(ReprefillTest, PrefetchAndMispredictionChangeTimingNotResults) {
+  auto store = OpenStore();
+  const int64_t np = 400, n = 410;
+  const auto layout = StoreLayout::PeriodMajor(16, 2);
+  ASSERT_TRUE(StorePrefix(*model_, *store, layout, Ids(np)).ok());
+  ReprefillOptions o;
+  o.budget = 0.25;
+  o.random_selection = true;  // different random sets per period: speculation mispredicts
+  o.random_seed = 9;
+  o.sub_period = 1;
+  o.max_tokens = 4;
+  o.prefetch = true;
+  auto a = Run(*store, Ids(n), o, layout);
+  o.prefetch = false;
+  auto b = Run(*store, Ids(n), o, layout);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->selections, b->selections);
+  EXPECT_EQ(a->first_logits, b->first_logits);
+  EXPECT_EQ(a->generated_ids, b->generated_ids);
+  EXPECT_GT(a->stats.chunks_prefetched, 0);
+  EXPECT_GT(a->stats.chunks_mispredicted, 0);
+  EXPECT_EQ(b->stats.chunks_prefetched, 0);
+}
+
+TEST_F(ReprefillTest, BoundedPrefetchBufferIsNeverExceededAndResultsHold) {
+  auto store = OpenStore();
+  const int64_t np = 500, n = 505;
+  const auto layout = StoreLayout::PeriodMajor(16, 1);
+  ASSERT_TRUE(StorePrefix(*model_, *store, layout, Ids(np)).ok());
+  ReprefillOptions o;
+  o.budget = 1.0;
+  auto big = Run(*store, Ids(n), o, layout, 0, 64 << 20);
+  // 64 KiB holds 16 of the 32 units (4 KiB each) a period needs.
+  auto tiny = Run(*store, Ids(n), o, layout, 0, 64 << 10);
+  ASSERT_TRUE(big.ok() && tiny.ok());
+  EXPECT_EQ(big->first_logits, tiny->first_logits);
+  EXPECT_EQ(big->stats.buffer_overflows, 0);
+  EXPECT_GT(tiny->stats.buffer_overflows, 0);
+  EXPECT_LE(tiny->stats.prefetch_peak_bytes, tiny->stats.prefetch_capacity_bytes);
+  EXPECT_EQ(tiny->stats.prefetch_capacity_bytes, 64 << 10);
+}
+
+TEST_F(ReprefillTest, MemoryCacheServesRepeatedRequests) {
+  auto store = OpenStore();
+  const int64_t np = 300;
+  ASSERT_TRUE(StorePrefix(*model_, *store, StoreLayout::PeriodMajor(16, 8), Ids(np)).ok());
+  ReprefillEngine::Config ec;
+  ec.cache_bytes = 64 << 20;
+  auto e = ReprefillEngine::Create(*model_, *store, ec);
+  ASSERT_TRUE(e.ok());
+  ReprefillOptions o;
+  o.budget = 0.5;
+  auto first = (*e)->Run(Ids(np + 8), o);
+  auto second = (*e)->Run(Ids(np + 8), o);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->stats.cache_hits, 0);
+  EXPECT_GT(second->stats.cache_hits, 0);
+  EXPECT_GT(second->stats.cache_bytes_hit, 0);
+  EXPECT_LT(second->stats.ssd_bytes_read - second->stats.scoring_bytes_read,
+            first->stats.ssd_bytes_read - first->stats.scoring_bytes_read);
+  EXPECT_EQ(first->first_logits, second->first_logits);
+}
+
+TEST_F(ReprefillTest, NoPrefixMeansPlainPrefillAndCorruptionFallsBackToRecompute) {
+  auto store = OpenStore();
+  ReprefillOptions o;
+  auto plain = Run(*store, Ids(50), o);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->stats.prefix_id.empty());
+  EXPECT_NE(plain->stats.note.find("plain prefill"), std::string::npos);
+
+  const int64_t np = 200, n = 220;
+  auto info = StorePrefix(*model_, *store, StoreLayout::PeriodMajor(16, 8), Ids(np));
+  ASSERT_TRUE(info.ok());
+  o.budget = 1.0;
+  auto recompute_ref = [&] {
+    ReprefillOptions r = o;
+    r.system = "recompute";
+    return Run(*store, Ids(n), r);
+  }();
+  ASSERT_TRUE(recompute_ref.ok());
+  // Flip one byte in every data segment.
+  for (const auto& f : std::filesystem::recursive_directory_iterator(store_dir_)) {
+    if (f.path().extension() != ".kv") continue;
+    std::fstream io(f.path(), std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(100);
+    char c = 0;
+    io.read(&c, 1);
+    io.seekp(100);
+    c ^= 0x5a;
+    io.write(&c, 1);
+  }
+  auto r = Run(*store, Ids(n), o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_NE(r->stats.note.find("recomputed"), std::string::npos) << r->stats.note;
+  EXPECT_EQ(r->first_logits, recompute_ref->first_logits);
+  // The damaged prefix is quarantined: no longer matched.
+  EXPECT_FALSE(store->FindLongestPrefix(model_->transformer().fingerprint(),
+                                        StoreLayout::PeriodMajor(16, 8), Ids(n))
+                   .has_value());
+}
+
+TEST_F(ReprefillTest, DecodingContinuesWithTheSelectionAndErrorsAreClear) {
+  auto store = OpenStore();
+  const int64_t np = 256, n = 270;
+  ASSERT_TRUE(StorePrefix(*model_, *store, StoreLayout::PeriodMajor(16, 8), Ids(np)).ok());
+  ReprefillOptions o;
+  o.budget = 1.0;
+  o.max_tokens = 12;
+  auto r = Run(*store, Ids(n), o);
+  ASSERT_TRUE(r.ok());
+  GenerateOptions go;
+  go.max_tokens = 12;
+  go.kv_precision = KVPrecision::kBF16;
+  auto g = Generate(*model_, Ids(n), go);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(r->generated_ids, g->generated_ids);
+
+  o.budget = 0.0;
+  EXPECT_EQ(Run(*store, Ids(n), o).status().code(), StatusCode::kInvalidArgument);
+  o.budget = 0.5;
+  o.system = "nonsense";
+  EXPECT_EQ(Run(*store, Ids(n), o).status().code(), StatusCode::kInvalidArgument);
+  o.system = "contiguouskv";
+  EXPECT_EQ(Run(*store, Ids(600), o).status().code(), StatusCode::kOutOfRange);
+  EXPECT_EQ(Run(*store, {}, o).status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace ckv

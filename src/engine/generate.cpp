@@ -3,14 +3,10 @@
 #include <algorithm>
 #include <chrono>
 
+#include "common/clock.h"
+
 namespace ckv {
-namespace {
-
-double MsSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Result<std::string> DecodeContinuation(const Tokenizer& tok, std::span<const int32_t> prompt,
                                        std::span<const int32_t> generated) {

@@ -9,13 +9,14 @@
 #include <cstring>
 #include <map>
 
+#include "common/clock.h"
 #include "pipeline/baseline_reader.h"
 #include "policy/h2o_selection.h"
 
 namespace ckv {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = SteadyClock;
 
 class AsH2OLruPolicy : public KVSourcePolicy {
  public:
@@ -71,7 +72,7 @@ class AsH2OLruPolicy : public KVSourcePolicy {
       const auto mass = TokenAttentionMass(q, n_q, q_pos, keys, suffix_keys, shape_);
       sel = TopKTokens(mass, k);
     }
-    ctx_.stats->scoring_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    ctx_.stats->scoring_ms += MsSince(t0);
     if (ctx_.tracer->enabled()) {
       ctx_.tracer->Complete(Tracer::kCompute, "h2o select L" + std::to_string(layer), tb,
                             ctx_.tracer->NowUs(),
@@ -149,12 +150,7 @@ class AsH2OLruPolicy : public KVSourcePolicy {
 
   void Observe(int, const PrefixContext& ctx, std::span<const float> mass) override {
     std::map<int64_t, double> imp;
-    size_t t = 0;
-    for (size_t s = 0; s < ctx.spans.size(); ++s) {
-      double sum = 0;
-      for (int64_t i = 0; i < ctx.spans[s].n_tokens && t < mass.size(); ++i) sum += mass[t++];
-      imp[ctx.chunks[s]] += sum;
-    }
+    AccumulateChunkMass(ctx, mass, imp);
     for (size_t j = 0; j < layer_.size(); ++j) {
       const Block& b = layer_[j];
       const auto it = imp.find(static_cast<int64_t>(j));

@@ -57,13 +57,7 @@ class AsLruPolicy : public KVSourcePolicy {
   }
 
   void Observe(int layer, const PrefixContext& ctx, std::span<const float> mass) override {
-    auto& imp = importance_[layer / p_];
-    size_t t = 0;
-    for (size_t s = 0; s < ctx.spans.size(); ++s) {
-      double sum = 0;
-      for (int64_t i = 0; i < ctx.spans[s].n_tokens && t < mass.size(); ++i) sum += mass[t++];
-      imp[ctx.chunks[s]] += sum;
-    }
+    AccumulateChunkMass(ctx, mass, importance_[layer / p_]);
   }
 
   void End() override {

@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 
+#include "common/clock.h"
 #include "kernels/convert.h"
 #include "pipeline/kv_source_policy.h"
 #include "policy/chunk_scoring.h"
@@ -18,11 +19,7 @@
 namespace ckv {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double MsSince(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
+using Clock = SteadyClock;
 
 // A read unit's bytes, from the SSD (a loader slot) or the memory cache.
 struct UnitData {
@@ -112,13 +109,7 @@ class ContiguousKVPolicy : public KVSourcePolicy {
   }
 
   void Observe(int layer, const PrefixContext& ctx, std::span<const float> mass) override {
-    auto& imp = importance_[layer / p_];
-    size_t t = 0;
-    for (size_t s = 0; s < ctx.spans.size(); ++s) {
-      double sum = 0;
-      for (int64_t i = 0; i < ctx.spans[s].n_tokens && t < mass.size(); ++i) sum += mass[t++];
-      imp[ctx.chunks[s]] += sum;
-    }
+    AccumulateChunkMass(ctx, mass, importance_[layer / p_]);
   }
 
   std::vector<std::vector<int64_t>> Selections() const override { return selections_; }
@@ -242,7 +233,8 @@ class ContiguousKVPolicy : public KVSourcePolicy {
         }
         scores = ScoreChunksByAttention(q, n_q, q_pos, keys, suffix_keys, shape_);
       }
-      if (ctx_.tracer->enabled()) ctx_.tracer->Complete(Tracer::kCompute, "score chunks", sb, ctx_.tracer->NowUs());
+      if (ctx_.tracer->enabled())
+        ctx_.tracer->Complete(Tracer::kCompute, "score chunks", sb, ctx_.tracer->NowUs());
       if (ctx_.cache != nullptr) {
         for (auto& u : scoring_units_[period]) {
           if (u->slot) ctx_.cache->Insert(u->key, CopyOf(*u));

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/clock.h"
 #include "kernels/convert.h"
 #include "pipeline/baseline_reader.h"
 #include "policy/h2o_selection.h"
@@ -20,7 +21,7 @@
 namespace ckv {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = SteadyClock;
 
 class ImpressPolicy : public KVSourcePolicy {
  public:
@@ -70,8 +71,7 @@ class ImpressPolicy : public KVSourcePolicy {
         CKV_ASSIGN_OR_RETURN(auto head_scores, ScoreAllHeads(q, n_q, q_pos, suffix_keys));
         sets = PerHeadTopK(head_scores, k);
       }
-      ctx_.stats->scoring_ms +=
-          std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      ctx_.stats->scoring_ms += MsSince(t0);
     }
 
     // Load the chunks holding any selected token (K and V units of 64 tokens).

@@ -56,4 +56,16 @@ class KVSourcePolicy {
 
 std::unique_ptr<KVSourcePolicy> MakeContiguousKVPolicy();
 
+// Adds the attention mass each span of `ctx` received (mass in span order) to its chunk's
+// importance.
+template <typename Map>
+void AccumulateChunkMass(const PrefixContext& ctx, std::span<const float> mass, Map& importance) {
+  size_t t = 0;
+  for (size_t s = 0; s < ctx.spans.size(); ++s) {
+    double sum = 0;
+    for (int64_t i = 0; i < ctx.spans[s].n_tokens && t < mass.size(); ++i) sum += mass[t++];
+    importance[ctx.chunks[s]] += sum;
+  }
+}
+
 }  // namespace ckv

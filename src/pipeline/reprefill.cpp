@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "cache/chunk_cache.h"
+#include "common/clock.h"
 #include "engine/transformer.h"
 #include "pipeline/baseline_reader.h"
 #include "pipeline/kv_source_policy.h"
@@ -18,11 +19,7 @@
 namespace ckv {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double MsSince(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
+using Clock = SteadyClock;
 
 Result<std::unique_ptr<KVSourcePolicy>> MakePolicy(const std::string& system) {
   if (system == "contiguouskv") return MakeContiguousKVPolicy();

@@ -44,18 +44,22 @@ struct ReprefillStats {
   int64_t prefix_tokens = 0;  // stored prefix tokens used
   int64_t suffix_tokens = 0;
   double ttft_ms = 0;
-  double io_wait_ms = 0;            // compute blocked waiting for prefix data
-  double compute_ms = 0;            // layer compute (projections, attention, MLP, head)
-  double scoring_ms = 0;            // chunk scoring (part of compute_ms)
-  double decode_ms = 0;             // after the first token
-  int64_t ssd_bytes_read = 0;       // everything read from the store for this request
-  int64_t scoring_bytes_read = 0;   // of which for chunk scoring (keys / summaries)
-  int64_t cache_bytes_hit = 0;      // prefix KV served from the memory cache
-  int64_t attended_bytes = 0;       // prefix KV bytes attended (K+V, all layers, real tokens)
-  double read_amplification = 0;    // KV bytes read from SSD / attended bytes read from SSD
-  int64_t chunks_selected = 0;      // summed over periods
-  int64_t chunks_prefetched = 0;    // speculatively (inter-period)
-  int64_t chunks_mispredicted = 0;  // speculatively read, then not selected
+  double io_wait_ms = 0;           // compute blocked waiting for prefix data
+  double compute_ms = 0;           // layer compute (projections, attention, MLP, head)
+  double scoring_ms = 0;           // chunk scoring (part of compute_ms)
+  double decode_ms = 0;            // after the first token
+  int64_t ssd_bytes_read = 0;      // everything read from the store for this request
+  int64_t scoring_bytes_read = 0;  // of which for chunk scoring (keys / summaries)
+  int64_t cache_bytes_hit = 0;     // prefix KV served from the memory cache
+  int64_t attended_bytes = 0;      // prefix KV bytes attended (K+V, all layers, real tokens)
+  double read_amplification = 0;   // KV bytes read from SSD / attended bytes read from SSD
+  // The same without mispredicted speculative reads: what chunk granularity itself costs
+  // (1.0 when every byte read for attention is attended; 4 KiB padding of tiny models shows).
+  double granularity_amplification = 0;
+  int64_t speculative_bytes_wasted = 0;  // bytes of speculatively read units not selected
+  int64_t chunks_selected = 0;           // summed over periods
+  int64_t chunks_prefetched = 0;         // speculatively (inter-period)
+  int64_t chunks_mispredicted = 0;       // speculatively read, then not selected
   int64_t cache_hits = 0;
   int64_t cache_misses = 0;
   int64_t buffer_overflows = 0;     // units read synchronously because the prefetch pool was full
@@ -108,5 +112,15 @@ class ReprefillEngine {
 Result<PrefixInfo> StorePrefix(const Model& model, PrefixStore& store, const StoreLayout& layout,
                                std::span<const int32_t> tokens,
                                const std::function<void(double)>& progress = {});
+// The same KV stored once per layout, from one prefill (benchmarks compare systems whose
+// stores differ in layout).
+Result<std::vector<PrefixInfo>> StorePrefix(const Model& model, PrefixStore& store,
+                                            std::span<const StoreLayout> layouts,
+                                            std::span<const int32_t> tokens,
+                                            const std::function<void(double)>& progress = {});
+
+// The layout a system reads by default: ContiguousKV the given ContiguousChunk layout;
+// AS+LRU and AS+H2O+LRU 64-token layer-major blocks; IMPRESS its own layout.
+StoreLayout DefaultLayoutFor(const std::string& system, const StoreLayout& contiguous);
 
 }  // namespace ckv

@@ -288,6 +288,7 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     for (auto it = units_[period].begin(); it != units_[period].end();) {
       if (it->second->speculative && !selected.count(chunk_of_.at(it->first))) {
         ++ctx_.stats->chunks_mispredicted;
+        if (it->second->slot) ctx_.stats->speculative_bytes_wasted += it->second->unit.length;
         it = units_[period].erase(it);
       } else {
         ++it;

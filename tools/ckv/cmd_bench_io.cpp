@@ -39,6 +39,7 @@ struct BenchIoArgs {
   std::string backend = "auto";
   int threads = 0;
   int submit_batch = 8;
+  bool no_fixed = false;
   bool json = false;
 };
 
@@ -232,8 +233,10 @@ int RunBenchIo(const BenchIoArgs& a) {
   popts.capacity_bytes = size_t(max_depth) * size_t(max_block_kib) * 1024;
   auto pool = BufferPool::Create(popts);
   if (!pool.ok()) return Fail(pool.status());
-  if (Status st = (*engine)->RegisterBuffers(*pool); !st.ok())
-    std::cerr << "note: " << st.message() << "\n";
+  if (!a.no_fixed) {
+    if (Status st = (*engine)->RegisterBuffers(*pool); !st.ok())
+      std::cerr << "note: " << st.message() << "\n";
+  }
   const bool registered = (*engine)->buffers_registered();
 
   if (!a.json) {
@@ -293,6 +296,8 @@ void RegisterBenchIo(CLI::App& bench, std::vector<Command>& out) {
   io->add_option("--submit-batch", a->submit_batch,
                  "io_uring: new reads per io_uring_enter (0: all at once)")
       ->capture_default_str();
+  io->add_flag("--no-fixed", a->no_fixed,
+               "io_uring: do not register the buffers (plain IORING_OP_READ)");
   io->add_flag("--json", a->json, "One JSON object per point instead of the table");
   out.push_back({io, [a]() { return RunBenchIo(*a); }});
 }

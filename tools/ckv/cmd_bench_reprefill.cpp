@@ -72,16 +72,25 @@ int Run(BenchArgs& a) {
   if (!store.ok()) return Fail(store.status());
   auto layout = a.store.Layout();
   if (!layout.ok()) return Fail(layout.status());
-  a.engine.layout = *layout;
   const std::span<const int32_t> prefix(ids->data(), a.prefix_tokens);
-  auto found = (*store)->FindLongestPrefix((*model)->transformer().fingerprint(), *layout, prefix);
-  if (!found || found->n_tokens < a.prefix_tokens) {
-    std::cerr << "storing a " << a.prefix_tokens << "-token prefix (one-time prefill)...\n";
-    auto info = StorePrefix(**model, **store, *layout, prefix, [](double f) {
+  // Each system reads its own layout; the prefix is prefilled once and stored in every
+  // layout that is missing.
+  std::vector<StoreLayout> missing;
+  for (const std::string& system : a.systems) {
+    const StoreLayout l = DefaultLayoutFor(system, *layout);
+    auto found = (*store)->FindLongestPrefix((*model)->transformer().fingerprint(), l, prefix);
+    const bool have = found && found->n_tokens >= a.prefix_tokens;
+    if (!have && std::find(missing.begin(), missing.end(), l) == missing.end())
+      missing.push_back(l);
+  }
+  if (!missing.empty()) {
+    std::cerr << "storing a " << a.prefix_tokens << "-token prefix in " << missing.size()
+              << " layout(s) (one-time prefill)...\n";
+    auto infos = StorePrefix(**model, **store, missing, prefix, [](double f) {
       std::cerr << "\r" << static_cast<int>(f * 100) << "%" << std::flush;
     });
     std::cerr << "\n";
-    if (!info.ok()) return Fail(info.status());
+    if (!infos.ok()) return Fail(infos.status());
   }
   std::error_code ec;
   std::filesystem::create_directories(a.out, ec);
@@ -100,6 +109,7 @@ int Run(BenchArgs& a) {
         o.budget = budget;
         o.scoring = a.scoring == "summaries" ? ScoringSource::kSummaries : ScoringSource::kFullKeys;
         ReprefillEngine::Config ec2 = a.engine;
+        ec2.layout = DefaultLayoutFor(system, *layout);
         if (mode == "cold") ec2.cache_bytes = 0;
         std::unique_ptr<ReprefillEngine> engine;
         std::vector<ReprefillStats> runs;
@@ -116,7 +126,8 @@ int Run(BenchArgs& a) {
             req.insert(req.end(), s0, s0 + a.suffix_tokens);
             if (a.trace && pass == 1) {
               std::ostringstream name;
-              name << a.out << "/trace-" << mode << "-" << system << "-" << budget << "-" << r << ".json";
+              name << a.out << "/trace-" << mode << "-" << system << "-" << budget << "-" << r
+                   << ".json";
               o.trace_path = name.str();
             }
             auto res = engine->Run(req, o);
@@ -132,7 +143,7 @@ int Run(BenchArgs& a) {
           }
         }
         std::vector<double> ttft;
-        double io = 0, comp = 0, amp = 0, hits = 0, lookups = 0;
+        double io = 0, comp = 0, amp = 0, gamp = 0, hits = 0, lookups = 0, wasted = 0;
         int64_t bytes = 0, attended = 0;
         for (const auto& s : runs) {
           ttft.push_back(s.ttft_ms);
@@ -141,6 +152,8 @@ int Run(BenchArgs& a) {
           bytes += s.ssd_bytes_read;
           attended += s.attended_bytes;
           amp += s.read_amplification;
+          gamp += s.granularity_amplification;
+          wasted += static_cast<double>(s.speculative_bytes_wasted);
           hits += static_cast<double>(s.cache_hits);
           lookups += static_cast<double>(s.cache_hits + s.cache_misses);
         }
@@ -160,6 +173,8 @@ int Run(BenchArgs& a) {
                             {"ssd_bytes_read", static_cast<double>(bytes) / n},
                             {"attended_bytes", static_cast<double>(attended) / n},
                             {"read_amplification", amp / n},
+                            {"granularity_amplification", gamp / n},
+                            {"speculative_bytes_wasted", wasted / n},
                             {"cache_hit_ratio", lookups > 0 ? hits / lookups : 0.0}};
         std::cerr << mode << " " << system << " r=" << budget << ": mean TTFT "
                   << srow["mean_ttft_ms"] << " ms (I/O wait " << srow["mean_io_wait_ms"]

@@ -27,6 +27,8 @@ nlohmann::json StatsJson(const ReprefillStats& s) {
           {"cache_bytes_hit", s.cache_bytes_hit},
           {"attended_bytes", s.attended_bytes},
           {"read_amplification", s.read_amplification},
+          {"granularity_amplification", s.granularity_amplification},
+          {"speculative_bytes_wasted", s.speculative_bytes_wasted},
           {"chunks_selected", s.chunks_selected},
           {"chunks_prefetched", s.chunks_prefetched},
           {"chunks_mispredicted", s.chunks_mispredicted},
@@ -62,7 +64,9 @@ void RegisterReprefill(CLI::App& root, std::vector<Command>& out) {
   p1->excludes(p2);
   app->add_option("--budget", a->opts.budget, "Fraction r of prefix chunks attended, in (0, 1]")
       ->capture_default_str();
-  app->add_option("--system", a->opts.system, "contiguouskv | as-lru | as-h2o-lru | impress | recompute")->capture_default_str();
+  app->add_option("--system", a->opts.system,
+                  "contiguouskv | as-lru | as-h2o-lru | impress | recompute")
+      ->capture_default_str();
   app->add_option("--scoring", a->scoring,
                   "Chunk scoring source: full (first-layer keys) | summaries")
       ->check(CLI::IsMember({"full", "summaries"}))

@@ -1,14 +1,16 @@
 // The Re-Prefill pipeline end to end on the bundled model: stored prefix -> selection ->
 // prefetch -> attention, checked against full attention and against itself.
+#include "ckv/reprefill.h"
+
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "ckv/generate.h"
 #include "ckv/model.h"
 #include "ckv/prefix_store.h"
-#include "ckv/reprefill.h"
 #include "engine/transformer.h"
 #include "test_util.h"
 
@@ -67,6 +69,30 @@ class ReprefillTest : public ::testing::Test {
   std::string store_dir_;
 };
 
+TEST_F(ReprefillTest, StoredKVEqualsTheEngineKVBitForBit) {
+  auto store = OpenStore();
+  const int64_t n = 173;  // 173 = 10 * 16 + 13: a partial last chunk for every c below
+  KVCache kv = model_->NewCache(KVPrecision::kBF16, n);
+  ASSERT_TRUE(model_->Forward(Ids(n), kv, nullptr).ok());
+  const int kv_dim = model_->config().kv_dim();
+  for (auto layout : {StoreLayout::PeriodMajor(16, 8), StoreLayout::PeriodMajor(8, 3),
+                      StoreLayout::PeriodMajor(64, 1), StoreLayout::LayerMajor(16),
+                      StoreLayout::Impress(64, 3)}) {
+    auto info = StorePrefix(*model_, *store, layout, Ids(n));
+    ASSERT_TRUE(info.ok()) << info.status().ToString();
+    auto h = store->OpenPrefix(info->id);
+    ASSERT_TRUE(h.ok());
+    std::vector<uint16_t> k(static_cast<size_t>(n) * kv_dim), v(k.size());
+    for (int l = 0; l < model_->config().num_layers; ++l) {
+      ASSERT_TRUE((*h)->ReadLayer(l, k.data(), v.data()).ok());
+      EXPECT_EQ(0, std::memcmp(k.data(), kv.k(l), k.size() * 2))
+          << layout.ToString() << " K layer " << l;
+      EXPECT_EQ(0, std::memcmp(v.data(), kv.v(l), v.size() * 2))
+          << layout.ToString() << " V layer " << l;
+    }
+  }
+}
+
 TEST_F(ReprefillTest, BudgetOneEqualsFullAttentionExactly) {
   auto store = OpenStore();
   const int64_t np = 300, n = 310;
@@ -94,7 +120,8 @@ TEST_F(ReprefillTest, BudgetOneEqualsFullAttentionExactly) {
   auto r = Run(*store, Ids(n), o, StoreLayout::LayerMajor(16));
   ASSERT_TRUE(r.ok());
   float max_diff = 0;
-  for (size_t i = 0; i < whole.size(); ++i) max_diff = std::max(max_diff, std::abs(whole[i] - r->first_logits[i]));
+  for (size_t i = 0; i < whole.size(); ++i)
+    max_diff = std::max(max_diff, std::abs(whole[i] - r->first_logits[i]));
   EXPECT_LE(max_diff, 1e-3f);
   EXPECT_EQ(Argmax(whole), Argmax(r->first_logits));
 }
@@ -219,8 +246,9 @@ TEST_F(ReprefillTest, NoPrefixMeansPlainPrefillAndCorruptionFallsBackToRecompute
   EXPECT_NE(r->stats.note.find("recomputed"), std::string::npos) << r->stats.note;
   EXPECT_EQ(r->first_logits, recompute_ref->first_logits);
   // The damaged prefix is quarantined: no longer matched.
-  EXPECT_FALSE(store->FindLongestPrefix(model_->transformer().fingerprint(),
-                                        StoreLayout::PeriodMajor(16, 8), Ids(n))
+  EXPECT_FALSE(store
+                   ->FindLongestPrefix(model_->transformer().fingerprint(),
+                                       StoreLayout::PeriodMajor(16, 8), Ids(n))
                    .has_value());
 }
 

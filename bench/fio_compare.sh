@@ -7,11 +7,14 @@
 #   bench/fio_compare.sh [--dir DIR] [--file-mib 1024] [--seconds 1]
 #                        [--block-kib 4,16,32,64,256] [--depth 1,2,4,8,16,32,64]
 #                        [--pattern seq,rand] [--backend auto|uring|threads]
-#                        [--repeat 1] [--ckv PATH] [--markdown] [--raw FILE]
+#                        [--repeat 1] [--ckv PATH] [--ckv-args "ARGS"] [--markdown]
+#                        [--raw FILE]
 #
 # The full default grid is 70 points x 2 tools x --seconds (plus ~0.2 s start-up each), times
 # --repeat; with --repeat N > 1 the table shows each tool's median of the N runs of a point
 # (useful on shared or virtualized disks whose speed drifts).
+# ckv's buffers are transparent huge pages by default, fio's are malloc'ed 4 KiB pages; pass
+# --ckv-args --no-huge-pages for the same buffer memory (see docs/BENCH_IO.md).
 set -euo pipefail
 
 DIR="${TMPDIR:-/tmp}"
@@ -25,8 +28,9 @@ CKV=""
 MARKDOWN=0
 RAW=""
 REPEAT=1
+CKV_ARGS=""
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -41,6 +45,7 @@ while [[ $# -gt 0 ]]; do
     --markdown) MARKDOWN=1; shift ;;
     --raw) RAW="$2"; shift 2 ;;
     --repeat) REPEAT="$2"; shift 2 ;;
+    --ckv-args) CKV_ARGS="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -74,7 +79,7 @@ fi
 
 run_ckv() {  # pattern block depth
   "$CKV" bench io --dir "$DIR" --file-mib "$FILE_MIB" --pattern "$1" --block-kib "$2" \
-    --depth "$3" --seconds "$SECONDS_PER_POINT" --backend "$BACKEND" --json >>"$ROWS"
+    --depth "$3" --seconds "$SECONDS_PER_POINT" --backend "$BACKEND" $CKV_ARGS --json >>"$ROWS"
 }
 
 run_fio() {  # pattern block depth
@@ -133,6 +138,7 @@ keys = [k for k in ckv if k in fio]
 first = next((r for r in rows if r["tool"] == "ckv"), {})
 backend = first.get("backend", "?")
 reg = first.get("registered_buffers", False)
+huge = first.get("huge_pages", False)
 runs = max((v["n"] for v in ckv.values()), default=0)
 head = ["pattern", "block KiB", "depth", "ckv MiB/s", "fio MiB/s", "ckv/fio", "ckv IOPS", "fio IOPS"]
 lines = []
@@ -144,7 +150,8 @@ for k in keys:
     flag = " *" if ratio < 0.85 else ""
     lines.append([k[0], str(k[1]), str(k[2]), f"{c['mib_s']:.1f}", f"{f['mib_s']:.1f}",
                   f"{ratio:.2f}{flag}", f"{c['iops']:.0f}", f"{f['iops']:.0f}"])
-print(f"ckv backend: {backend}{' (registered buffers)' if reg else ''}; fio: ioengine=io_uring "
+print(f"ckv backend: {backend}{' (registered buffers)' if reg else ''}, "
+      f"{'huge-page' if huge else '4 KiB-page'} buffers; fio: ioengine=io_uring "
       f"direct=1" + (f"; median of {runs} runs per point" if runs > 1 else ""))
 if markdown:
     print("| " + " | ".join(head) + " |")

@@ -560,6 +560,24 @@ TEST(BufferPool, ConcurrentAcquireRelease) {
   EXPECT_EQ(p->in_use(), 0u);
 }
 
+TEST(BufferPool, HugePageAndSmallPageSlabs) {
+  for (bool huge : {true, false}) {
+    BufferPoolOptions o;
+    o.capacity_bytes = (6 << 20) + 4096;
+    o.huge_pages = huge;
+    auto pool = BufferPool::Create(o);
+    ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+    ASSERT_EQ((*pool)->slabs().size(), 1u);
+    const auto base = reinterpret_cast<uintptr_t>((*pool)->slabs()[0].base);
+    if (huge) {
+      EXPECT_EQ(base % (2 << 20), 0u);
+    }
+    auto all = (*pool)->TryAcquire(o.capacity_bytes);
+    ASSERT_TRUE(all.ok());
+    std::memset(all->data(), 0xAB, all->size());  // every byte is mapped and writable
+  }
+}
+
 TEST(BufferPool, BuffersOutliveThePoolHandle) {
   PoolBuffer b;
   {

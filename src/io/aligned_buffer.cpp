@@ -89,6 +89,38 @@ void PoolBuffer::Release() {
 
 // ---- BufferPool ----
 
+namespace {
+
+constexpr size_t kHugePage = size_t{2} << 20;
+
+// Anonymous memory for one slab; 2 MiB aligned with MADV_HUGEPAGE when asked and large enough.
+Result<std::byte*> MapSlab(size_t bytes, const BufferPoolOptions& options) {
+  const bool huge = options.huge_pages && bytes >= kHugePage;
+  const size_t len = huge ? bytes + kHugePage : bytes;
+  void* m = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED)
+    return Status::NoSpace("buffer pool: cannot map a slab of " + std::to_string(bytes) +
+                           " bytes: " + std::strerror(errno));
+  auto* base = static_cast<std::byte*>(m);
+  if (huge) {
+    // Trim to a 2 MiB aligned range of `bytes`.
+    const uintptr_t addr = reinterpret_cast<uintptr_t>(m);
+    const size_t head = ((addr + kHugePage - 1) & ~(kHugePage - 1)) - addr;
+    if (head > 0) ::munmap(m, head);
+    base += head;
+    const size_t tail = len - head - bytes;
+    if (tail > 0) ::munmap(base + bytes, tail);
+    ::madvise(base, bytes, MADV_HUGEPAGE);  // advisory: small pages when THP is off
+  }
+  if (options.prefault && ::madvise(base, bytes, MADV_POPULATE_WRITE) != 0) {
+    // Before Linux 5.14: touch one byte per page.
+    for (size_t off = 0; off < bytes; off += kIoAlignment) base[off] = std::byte{0};
+  }
+  return base;
+}
+
+}  // namespace
+
 Result<std::shared_ptr<BufferPool>> BufferPool::Create(const BufferPoolOptions& options) {
   if (options.capacity_bytes == 0)
     return Status::InvalidArgument("buffer pool: capacity must be > 0");
@@ -102,15 +134,8 @@ Result<std::shared_ptr<BufferPool>> BufferPool::Create(const BufferPoolOptions& 
   size_t left = pool->capacity_;
   while (left > 0) {
     const size_t bytes = std::min(left, max_slab);
-    int flags = MAP_PRIVATE | MAP_ANONYMOUS;
-    if (options.prefault) flags |= MAP_POPULATE;
-    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
-    if (p == MAP_FAILED) {
-      // The destructor unmaps the slabs made so far.
-      return Status::NoSpace("buffer pool: cannot map a slab of " + std::to_string(bytes) +
-                             " bytes: " + std::strerror(errno));
-    }
-    pool->slabs_.push_back({static_cast<std::byte*>(p), bytes});
+    CKV_ASSIGN_OR_RETURN(std::byte * p, MapSlab(bytes, options));
+    pool->slabs_.push_back({p, bytes});
     pool->free_.push_back({{size_t{0}, bytes}});
     left -= bytes;
   }

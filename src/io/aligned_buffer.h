@@ -84,8 +84,12 @@ struct BufferPoolOptions {
   // Largest slab; the capacity is split into ceil(capacity / max_slab_bytes) slabs. io_uring
   // refuses fixed buffers above 1 GiB, so that is also the upper limit.
   size_t max_slab_bytes = size_t{1} << 30;
-  // Touch every page at creation (MAP_POPULATE) so the first reads do not page-fault.
+  // Touch every page at creation so the first reads do not page-fault.
   bool prefault = true;
+  // Ask for transparent huge pages (2 MiB aligned slabs, MADV_HUGEPAGE): a read then lands in
+  // few physically contiguous segments instead of one per 4 KiB page, which devices (notably
+  // virtio disks) process faster. Silently falls back to small pages.
+  bool huge_pages = true;
 };
 
 // A bounded, thread-safe pool of kIoAlignment-aligned buffers. Every byte handed out comes from

@@ -40,6 +40,7 @@ struct BenchIoArgs {
   int threads = 0;
   int submit_batch = 8;
   bool no_fixed = false;
+  bool no_huge = false;
   bool json = false;
 };
 
@@ -218,6 +219,13 @@ int RunBenchIo(const BenchIoArgs& a) {
               << "!!! THESE NUMBERS ARE NOT O_DIRECT READS: the page cache is in use.\n\n";
   }
 
+  // The pool before the engine: the engine is destroyed first, waiting for its reads.
+  io::BufferPoolOptions popts;
+  popts.capacity_bytes = size_t(max_depth) * size_t(max_block_kib) * 1024;
+  popts.huge_pages = !a.no_huge;
+  auto pool = BufferPool::Create(popts);
+  if (!pool.ok()) return Fail(pool.status());
+
   io::IoOptions opts;
   opts.backend = *backend;
   opts.queue_depth = static_cast<uint32_t>(max_depth);
@@ -229,10 +237,6 @@ int RunBenchIo(const BenchIoArgs& a) {
     std::cerr << "note: io_uring unavailable (" << (*engine)->fallback_reason()
               << "); using the thread-pool backend\n";
 
-  io::BufferPoolOptions popts;
-  popts.capacity_bytes = size_t(max_depth) * size_t(max_block_kib) * 1024;
-  auto pool = BufferPool::Create(popts);
-  if (!pool.ok()) return Fail(pool.status());
   if (!a.no_fixed) {
     if (Status st = (*engine)->RegisterBuffers(*pool); !st.ok())
       std::cerr << "note: " << st.message() << "\n";
@@ -240,9 +244,10 @@ int RunBenchIo(const BenchIoArgs& a) {
   const bool registered = (*engine)->buffers_registered();
 
   if (!a.json) {
-    std::printf("file %s (%d MiB, %s), backend %s%s, %.3g s per point\n", path.c_str(), a.file_mib,
-                file->direct() ? "O_DIRECT" : "BUFFERED: O_DIRECT REFUSED", (*engine)->name(),
-                registered ? " (registered buffers)" : "", a.seconds);
+    std::printf("file %s (%d MiB, %s), backend %s%s, %s buffers, %.3g s per point\n", path.c_str(),
+                a.file_mib, file->direct() ? "O_DIRECT" : "BUFFERED: O_DIRECT REFUSED",
+                (*engine)->name(), registered ? " (registered buffers)" : "",
+                popts.huge_pages ? "huge-page" : "4 KiB-page", a.seconds);
     std::printf("%-8s %9s %6s %12s %12s\n", "pattern", "block_kib", "depth", "MiB/s", "IOPS");
   }
   for (bool random : patterns) {
@@ -258,6 +263,7 @@ int RunBenchIo(const BenchIoArgs& a) {
                            {"backend", (*engine)->name()},
                            {"registered_buffers", registered},
                            {"submit_batch", opts.submit_batch},
+                           {"huge_pages", popts.huge_pages},
                            {"direct", file->direct()},
                            {"file", path},
                            {"pattern", random ? "rand" : "seq"},
@@ -298,6 +304,8 @@ void RegisterBenchIo(CLI::App& bench, std::vector<Command>& out) {
       ->capture_default_str();
   io->add_flag("--no-fixed", a->no_fixed,
                "io_uring: do not register the buffers (plain IORING_OP_READ)");
+  io->add_flag("--no-huge-pages", a->no_huge,
+               "Buffers in 4 KiB pages (no MADV_HUGEPAGE), like fio's default malloc buffers");
   io->add_flag("--json", a->json, "One JSON object per point instead of the table");
   out.push_back({io, [a]() { return RunBenchIo(*a); }});
 }

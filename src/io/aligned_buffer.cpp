@@ -8,6 +8,7 @@
 #include <cstring>
 #include <iterator>
 #include <string>
+#include <utility>
 
 namespace ckv::io {
 
@@ -93,30 +94,33 @@ namespace {
 
 constexpr size_t kHugePage = size_t{2} << 20;
 
-// Anonymous memory for one slab; 2 MiB aligned with MADV_HUGEPAGE when asked and large enough.
-Result<std::byte*> MapSlab(size_t bytes, const BufferPoolOptions& options) {
-  const bool huge = options.huge_pages && bytes >= kHugePage;
-  const size_t len = huge ? bytes + kHugePage : bytes;
+// Anonymous memory for one slab of `bytes`. With huge pages: a 2 MiB aligned mapping rounded up
+// to whole huge pages (even for small pools, whose buffers then are physically contiguous too),
+// advised MADV_HUGEPAGE. Returns the base and the mapped length.
+Result<std::pair<std::byte*, size_t>> MapSlab(size_t bytes, const BufferPoolOptions& options) {
+  const bool huge = options.huge_pages;
+  const size_t mapped = huge ? AlignUp(bytes, kHugePage) : bytes;
+  const size_t len = huge ? mapped + kHugePage : mapped;
   void* m = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED)
     return Status::NoSpace("buffer pool: cannot map a slab of " + std::to_string(bytes) +
                            " bytes: " + std::strerror(errno));
   auto* base = static_cast<std::byte*>(m);
   if (huge) {
-    // Trim to a 2 MiB aligned range of `bytes`.
+    // Trim to the 2 MiB aligned range.
     const uintptr_t addr = reinterpret_cast<uintptr_t>(m);
     const size_t head = ((addr + kHugePage - 1) & ~(kHugePage - 1)) - addr;
     if (head > 0) ::munmap(m, head);
     base += head;
-    const size_t tail = len - head - bytes;
-    if (tail > 0) ::munmap(base + bytes, tail);
-    ::madvise(base, bytes, MADV_HUGEPAGE);  // advisory: small pages when THP is off
+    const size_t tail = len - head - mapped;
+    if (tail > 0) ::munmap(base + mapped, tail);
+    ::madvise(base, mapped, MADV_HUGEPAGE);  // advisory: small pages when THP is off
   }
-  if (options.prefault && ::madvise(base, bytes, MADV_POPULATE_WRITE) != 0) {
+  if (options.prefault && ::madvise(base, mapped, MADV_POPULATE_WRITE) != 0) {
     // Before Linux 5.14: touch one byte per page.
-    for (size_t off = 0; off < bytes; off += kIoAlignment) base[off] = std::byte{0};
+    for (size_t off = 0; off < mapped; off += kIoAlignment) base[off] = std::byte{0};
   }
-  return base;
+  return std::make_pair(base, mapped);
 }
 
 }  // namespace
@@ -134,8 +138,9 @@ Result<std::shared_ptr<BufferPool>> BufferPool::Create(const BufferPoolOptions& 
   size_t left = pool->capacity_;
   while (left > 0) {
     const size_t bytes = std::min(left, max_slab);
-    CKV_ASSIGN_OR_RETURN(std::byte * p, MapSlab(bytes, options));
-    pool->slabs_.push_back({p, bytes});
+    CKV_ASSIGN_OR_RETURN(const auto mapping, MapSlab(bytes, options));
+    pool->slabs_.push_back({mapping.first, bytes});
+    pool->mapped_.push_back(mapping.second);
     pool->free_.push_back({{size_t{0}, bytes}});
     left -= bytes;
   }
@@ -143,7 +148,7 @@ Result<std::shared_ptr<BufferPool>> BufferPool::Create(const BufferPoolOptions& 
 }
 
 BufferPool::~BufferPool() {
-  for (const Slab& s : slabs_) ::munmap(s.base, s.bytes);
+  for (size_t i = 0; i < slabs_.size(); ++i) ::munmap(slabs_[i].base, mapped_[i]);
 }
 
 size_t BufferPool::in_use() const {

@@ -88,7 +88,9 @@ struct BufferPoolOptions {
   bool prefault = true;
   // Ask for transparent huge pages (2 MiB aligned slabs, MADV_HUGEPAGE): a read then lands in
   // few physically contiguous segments instead of one per 4 KiB page, which devices (notably
-  // virtio disks) process faster. Silently falls back to small pages.
+  // virtio disks) process faster. Slabs are then mapped in whole 2 MiB pages (at most 2 MiB
+  // more than the capacity per slab; only the capacity is ever handed out). Silently falls
+  // back to small pages when THP is disabled.
   bool huge_pages = true;
 };
 
@@ -130,6 +132,7 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
 
   size_t capacity_ = 0;
   std::vector<Slab> slabs_;
+  std::vector<size_t> mapped_;  // mapped length of each slab (>= its bytes)
   mutable std::mutex mu_;
   std::condition_variable released_;
   // Per slab: free ranges, offset -> length.

@@ -79,8 +79,6 @@ struct ReprefillResult {
   std::vector<std::vector<int64_t>> selections;
 };
 
-class ChunkCacheHandle;  // the shared memory cache (src/cache), opaque here
-
 // Serves Re-Prefill requests for one model and one store. Holds the memory cache across
 // requests (bounded by cache_bytes; 0 disables it).
 class ReprefillEngine {

@@ -57,11 +57,12 @@ struct IoOptions {
   IoBackend backend = IoBackend::kAuto;
   uint32_t queue_depth = 64;  // io_uring: reads in the kernel at once (1..4096)
   uint32_t threads = 8;       // threads backend: worker threads (1..256)
-  // io_uring: hand the kernel at most this many new reads per io_uring_enter (0: all at once).
-  // Smaller batches start the device on the first reads while the rest are still being
-  // prepared; larger ones make fewer system calls. 8 measured best for 4 KiB random reads on a
-  // virtio disk (docs/BENCH_IO.md).
-  uint32_t submit_batch = 8;
+  // io_uring: new reads handed to the kernel per io_uring_enter. With N > 0 the first read of
+  // a refill goes alone (the device starts on it at once) and the rest in groups of N; 0 hands
+  // everything over in one call. Groups of 3 or more let the block layer merge adjacent reads
+  // (plugging); smaller groups start the device sooner. 4 measured best on a virtio disk
+  // (docs/BENCH_IO.md).
+  uint32_t submit_batch = 4;
 };
 
 // "auto" | "uring" | "io_uring" | "threads".

@@ -2,10 +2,13 @@
 //
 // Reads wait in `pending_` until a slot is free; a slot is one read in the kernel (at most
 // queue_depth of them, so the completion ring, twice the submission ring, never overflows).
-// Submit pushes as many pending reads as there are free slots with one io_uring_enter; Reap
-// drains completions in batches (io_uring_peek_batch_cqe), refills the freed slots and only
-// then waits, submitting the refills with the same system call
-// (io_uring_submit_and_wait_timeout).
+// Submit moves pending reads into free slots and hands them to the kernel (the first alone,
+// then in groups of IoOptions::submit_batch); Reap drains completions in batches
+// (io_uring_peek_batch_cqe), refills the freed slots and only then waits, submitting the last
+// partial group with the same system call (io_uring_submit_and_wait_timeout). Ring flags:
+// COOP_TASKRUN (completions run when this thread enters the kernel, which it does to wait; no
+// interrupting IPIs), not SINGLE_ISSUER/DEFER_TASKRUN, which would tie the ring to the thread
+// that created it.
 #include <liburing.h>
 #include <sys/uio.h>
 
@@ -158,12 +161,18 @@ class UringEngine final : public IoEngine {
     bool busy;
   };
 
-  // Moves pending reads into free slots while the submission ring has room, handing them to
-  // the kernel every submit_batch_ reads; the last partial batch stays in the ring for the
-  // caller's Flush (or the wait of Reap, which submits it with the same system call).
+  // Moves pending reads into free slots while the submission ring has room. Unless
+  // submit_batch_ is unlimited, the first read goes to the kernel alone (the device starts on
+  // it at once) and the rest every submit_batch_ reads; the last partial batch stays in the
+  // ring for the caller's Flush (or the wait of Reap, which submits it with the same system
+  // call).
   Status FillSlots() {
+    bool first = submit_batch_ != UINT32_MAX;
     while (!pending_.empty() && !free_slots_.empty()) {
-      if (io_uring_sq_ready(&ring_) >= submit_batch_) CKV_RETURN_IF_ERROR(Flush());
+      if (io_uring_sq_ready(&ring_) >= (first ? 1u : submit_batch_)) {
+        first = false;
+        CKV_RETURN_IF_ERROR(Flush());
+      }
       io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
       if (sqe == nullptr) return Status::OK();
       const uint32_t slot = free_slots_.back();

@@ -38,7 +38,7 @@ struct BenchIoArgs {
   double seconds = 2;
   std::string backend = "auto";
   int threads = 0;
-  int submit_batch = 8;
+  int submit_batch = 4;
   bool no_fixed = false;
   bool no_huge = false;
   bool json = false;
@@ -300,7 +300,7 @@ void RegisterBenchIo(CLI::App& bench, std::vector<Command>& out) {
   io->add_option("--backend", a->backend, "auto | uring | threads")->capture_default_str();
   io->add_option("--threads", a->threads, "Threads backend: workers (default: the largest depth)");
   io->add_option("--submit-batch", a->submit_batch,
-                 "io_uring: new reads per io_uring_enter (0: all at once)")
+                 "io_uring: new reads per io_uring_enter after the first (0: all at once)")
       ->capture_default_str();
   io->add_flag("--no-fixed", a->no_fixed,
                "io_uring: do not register the buffers (plain IORING_OP_READ)");

@@ -121,4 +121,12 @@ Result<std::vector<PrefixInfo>> StorePrefix(const Model& model, PrefixStore& sto
 // AS+LRU and AS+H2O+LRU 64-token layer-major blocks; IMPRESS its own layout.
 StoreLayout DefaultLayoutFor(const std::string& system, const StoreLayout& contiguous);
 
+// The memory-cache eviction each system comes with: ContiguousKV attention-guided (I x F),
+// AS+LRU and AS+H2O+LRU LRU, IMPRESS its frequency x important-fraction score.
+std::string DefaultCachePolicyFor(const std::string& system);
+
+// Names benchmarks and evaluations accept: ReprefillSystems() plus "contiguouskv-summaries"
+// (ContiguousKV scoring from the stored key summaries). Sets opts.system and opts.scoring.
+Status ApplySystemName(const std::string& name, ReprefillOptions& opts);
+
 }  // namespace ckv

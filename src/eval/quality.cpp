@@ -1,5 +1,6 @@
 #include "eval/quality.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -49,9 +50,32 @@ Result<std::vector<QualityRow>> EvaluateQuality(const Model& model, const std::s
   so.sync = false;
   CKV_ASSIGN_OR_RETURN(auto store, PrefixStore::Open(opts.store_dir, so));
   const StoreLayout layout = StoreLayout::PeriodMajor(opts.chunk_tokens, opts.period);
-  ReprefillEngine::Config ec;
-  ec.layout = layout;
-  CKV_ASSIGN_OR_RETURN(auto engine, ReprefillEngine::Create(model, *store, ec));
+  // One engine per layout: each system reads the layout it comes with (the reference, full
+  // attention, is ContiguousKV at budget 1, which the tests hold equal to plain prefill).
+  std::vector<StoreLayout> layouts = {layout};
+  std::map<std::string, size_t> layout_of;  // system -> index into layouts / engines
+  for (const std::string& system : opts.systems) {
+    if (system == "random") {
+      layout_of[system] = 0;
+      continue;
+    }
+    ReprefillOptions probe;
+    CKV_RETURN_IF_ERROR(ApplySystemName(system, probe));
+    if (probe.system == "recompute") {
+      return Status::InvalidArgument("system recompute is full attention: nothing to evaluate");
+    }
+    const StoreLayout l = DefaultLayoutFor(probe.system, layout);
+    auto it = std::find(layouts.begin(), layouts.end(), l);
+    layout_of[system] = static_cast<size_t>(it - layouts.begin());
+    if (it == layouts.end()) layouts.push_back(l);
+  }
+  std::vector<std::unique_ptr<ReprefillEngine>> engines;
+  for (const StoreLayout& l : layouts) {
+    ReprefillEngine::Config ec;
+    ec.layout = l;
+    CKV_ASSIGN_OR_RETURN(auto engine, ReprefillEngine::Create(model, *store, ec));
+    engines.push_back(std::move(engine));
+  }
 
   std::map<std::tuple<std::string, double, int64_t, int64_t>, Acc> acc;
   const int64_t settings =
@@ -77,11 +101,12 @@ Result<std::vector<QualityRow>> EvaluateQuality(const Model& model, const std::s
         win.insert(win.end(), ids.begin() + off, ids.begin() + off + body);
         const std::span<const int32_t> request(win.data(), P + S);
         const std::span<const int32_t> next(win.data() + P + 1, S);  // true next tokens
-        CKV_ASSIGN_OR_RETURN(PrefixInfo info, StorePrefix(model, *store, layout, request.first(P)));
+        CKV_ASSIGN_OR_RETURN(std::vector<PrefixInfo> infos,
+                             StorePrefix(model, *store, layouts, request.first(P)));
         ReprefillOptions ro;
         ro.suffix_logits = true;
         ro.budget = 1.0;
-        CKV_ASSIGN_OR_RETURN(ReprefillResult full, engine->Run(request, ro));
+        CKV_ASSIGN_OR_RETURN(ReprefillResult full, engines[0]->Run(request, ro));
         const auto full_lp = LogSoftmax(full.first_logits.data(), vocab);
         const int32_t full_top = Argmax(full.first_logits);
         const double full_nll = MeanNll(full.suffix_logits, S, next, vocab);
@@ -89,11 +114,16 @@ Result<std::vector<QualityRow>> EvaluateQuality(const Model& model, const std::s
           for (double b : opts.budgets) {
             ReprefillOptions o = ro;
             o.budget = b;
-            o.scoring = system == "contiguouskv-summaries" ? ScoringSource::kSummaries
-                                                           : ScoringSource::kFullKeys;
-            o.random_selection = system == "random";
-            o.random_seed = static_cast<uint64_t>(w);
-            CKV_ASSIGN_OR_RETURN(ReprefillResult r, engine->Run(request, o));
+            if (system == "random") {
+              o.random_selection = true;
+              o.random_seed = static_cast<uint64_t>(w);
+            } else {
+              CKV_RETURN_IF_ERROR(ApplySystemName(system, o));
+            }
+            CKV_ASSIGN_OR_RETURN(ReprefillResult r, engines[layout_of[system]]->Run(request, o));
+            if (r.stats.prefix_id.empty() || r.stats.note.rfind("stored prefix", 0) == 0) {
+              return Status::Internal(system + " did not use the stored prefix: " + r.stats.note);
+            }
             const auto lp = LogSoftmax(r.first_logits.data(), vocab);
             double kl = 0;
             for (int i = 0; i < vocab; ++i) kl += std::exp(full_lp[i]) * (full_lp[i] - lp[i]);
@@ -108,7 +138,7 @@ Result<std::vector<QualityRow>> EvaluateQuality(const Model& model, const std::s
             }
           }
         }
-        CKV_RETURN_IF_ERROR(store->Remove(info.id));
+        for (const PrefixInfo& info : infos) CKV_RETURN_IF_ERROR(store->Remove(info.id));
         if (progress) progress((done * opts.windows + w + 1.0) / (settings * opts.windows));
       }
       ++done;

@@ -17,7 +17,8 @@ struct QualityOptions {
   std::vector<int64_t> prefix_tokens = {256, 448};
   std::vector<int64_t> suffix_tokens = {8, 32};
   std::vector<double> budgets = {0.1, 0.25, 0.5};
-  // contiguouskv (full-key scoring), contiguouskv-summaries, random (same forced chunks)
+  // contiguouskv (full-key scoring), contiguouskv-summaries, random (ContiguousKV's forced
+  // chunks and budget, random picks), as-lru, as-h2o-lru, impress (each on its own layout)
   std::vector<std::string> systems = {"contiguouskv", "contiguouskv-summaries", "random"};
   int windows = 200;  // per (prefix, suffix) setting, spread evenly over the text
   int chunk_tokens = 16;

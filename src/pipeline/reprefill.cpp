@@ -393,4 +393,26 @@ StoreLayout DefaultLayoutFor(const std::string& system, const StoreLayout& conti
   return contiguous;
 }
 
+std::string DefaultCachePolicyFor(const std::string& system) {
+  if (system == "as-lru" || system == "as-h2o-lru") return "lru";
+  if (system == "impress") return "impress";
+  return "attention";
+}
+
+Status ApplySystemName(const std::string& name, ReprefillOptions& opts) {
+  if (name == "contiguouskv-summaries") {
+    opts.system = "contiguouskv";
+    opts.scoring = ScoringSource::kSummaries;
+    return Status::OK();
+  }
+  const auto systems = ReprefillSystems();
+  if (std::find(systems.begin(), systems.end(), name) == systems.end()) {
+    return Status::InvalidArgument("system \"" + name +
+                                   "\" is not one of contiguouskv, contiguouskv-summaries, "
+                                   "as-lru, as-h2o-lru, impress, recompute");
+  }
+  opts.system = name;
+  return Status::OK();
+}
+
 }  // namespace ckv

@@ -79,17 +79,29 @@ int RunAttention(int queries, int prefix, int heads, int kv_heads, int head_dim,
   for (int i = 0; i < queries; ++i) pos[i] = prefix + i;
   const KVSpan span{k.data(), v.data(), keys, 0};
   const AttentionShape shape{heads, kv_heads, head_dim, DType::kBF16};
-  Attention(q.data(), queries, pos.data(), {&span, 1}, shape, out.data());
+  std::vector<float> mass(keys);
+  auto once = [&] {
+    if (mass_only) {
+      AttentionMass(q.data(), queries, pos.data(), {&span, 1}, shape, mass.data());
+    } else {
+      Attention(q.data(), queries, pos.data(), {&span, 1}, shape, out.data());
+    }
+  };
+  once();
   auto t0 = Clock::now();
-  for (int r = 0; r < repeat; ++r)
-    Attention(q.data(), queries, pos.data(), {&span, 1}, shape, out.data());
+  for (int r = 0; r < repeat; ++r) once();
   const double s = Seconds(t0) / repeat;
   // QK^T and PV over the visible keys of each query.
   const double visible = double(queries) * prefix + queries * (queries + 1) / 2.0;
   // QK^T and PV; the probability-only kernel does QK^T twice and no PV.
   const double flops = 4.0 * visible * heads * head_dim;
-  nlohmann::json j{{"queries", queries},       {"prefix", prefix},     {"heads", heads},
-                   {"kv_heads", kv_heads},     {"head_dim", head_dim}, {"ms", s * 1e3},
+  nlohmann::json j{{"kernel", mass_only ? "mass" : "attention"},
+                   {"queries", queries},
+                   {"prefix", prefix},
+                   {"heads", heads},
+                   {"kv_heads", kv_heads},
+                   {"head_dim", head_dim},
+                   {"ms", s * 1e3},
                    {"gflops", flops / s / 1e9}};
   std::cout << j.dump() << "\n";
   return 0;
@@ -130,7 +142,8 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
   attn->add_option("--kv-heads", aa->kv_heads, "KV heads")->capture_default_str();
   attn->add_option("--head-dim", aa->head_dim, "Head dimension")->capture_default_str();
   attn->add_option("--repeat", aa->repeat, "Timed repetitions")->capture_default_str();
-  attn->add_flag("--mass-only", aa->mass, "Time AttentionMass (probabilities only, for chunk scoring)");
+  attn->add_flag("--mass-only", aa->mass,
+                 "Time AttentionMass (probabilities only, for chunk scoring)");
   out.push_back({attn, [aa]() {
                    return RunAttention(aa->queries, aa->prefix, aa->heads, aa->kv_heads,
                                        aa->head_dim, aa->repeat, aa->mass);

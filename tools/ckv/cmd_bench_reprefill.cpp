@@ -3,10 +3,12 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
 
+#include "bench_workload.h"
 #include "ckv/prefix_store.h"
 #include "ckv/reprefill.h"
 #include "cli_common.h"
@@ -22,16 +24,16 @@ struct BenchArgs {
   std::string model = DefaultModelDir();
   StoreArgs store;
   std::string text = std::string(CKV_SOURCE_DIR) + "/../shared/data/pride_and_prejudice.txt";
-  int64_t prefix_tokens = 4096;
-  int64_t suffix_tokens = 32;
+  WorkloadArgs workload;
   std::vector<std::string> systems = {"contiguouskv"};
   std::vector<double> budgets = {0.05, 0.1, 0.25, 0.5};
   std::string scoring = "full";
-  int requests = 3;
+  std::vector<std::string> cache_policies = {"own"};
   std::string mode = "cold";  // cold | warm | both
   ReprefillEngine::Config engine;
   std::string out;
   bool trace = false;
+  CLI::Option* cache_policy_flag = nullptr;
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -43,55 +45,115 @@ double Percentile(std::vector<double> v, double p) {
   return v[lo] + (v[hi] - v[lo]) * (idx - lo);
 }
 
-Result<std::vector<int32_t>> TextIds(const Model& model, const std::string& path, int64_t need) {
+Result<std::vector<int32_t>> TextIds(const Model& model, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::NotFound("cannot read --text " + path);
   std::stringstream ss;
   ss << in.rdbuf();
   if (model.tokenizer() == nullptr) return Status::InvalidArgument("model has no tokenizer");
-  CKV_ASSIGN_OR_RETURN(std::vector<int32_t> ids, model.tokenizer()->Encode(ss.str(), true));
-  // Repeat the text when it is shorter than needed (long-prefix sweeps).
-  const std::vector<int32_t> once = ids;
-  while (static_cast<int64_t>(ids.size()) < need)
-    ids.insert(ids.end(), once.begin() + 1, once.end());
-  ids.resize(need);
-  return ids;
+  return model.tokenizer()->Encode(ss.str(), false);
+}
+
+// Stores every prefix of the workloads in every layout the systems read that does not hold it
+// yet (one prefill per prefix).
+Status StoreMissing(const Model& model, PrefixStore& store, const std::vector<Workload>& loads,
+                    const std::vector<StoreLayout>& layouts) {
+  for (const Workload& w : loads) {
+    for (size_t i = 0; i < w.prefixes.size(); ++i) {
+      const auto& prefix = w.prefixes[i];
+      std::vector<StoreLayout> missing;
+      for (const StoreLayout& l : layouts) {
+        auto found = store.FindLongestPrefix(model.transformer().fingerprint(), l, prefix);
+        if (!(found && found->n_tokens >= static_cast<int64_t>(prefix.size())))
+          missing.push_back(l);
+      }
+      if (missing.empty()) continue;
+      std::cerr << w.name << ": storing prefix " << i + 1 << "/" << w.prefixes.size() << " ("
+                << prefix.size() << " tokens) in " << missing.size() << " layout(s)...\n";
+      auto infos = StorePrefix(model, store, missing, prefix, [](double f) {
+        std::cerr << "\r" << static_cast<int>(f * 100) << "%" << std::flush;
+      });
+      std::cerr << "\n";
+      CKV_RETURN_IF_ERROR(infos.status());
+    }
+  }
+  return Status::OK();
+}
+
+nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
+  std::vector<double> ttft;
+  double io = 0, comp = 0, amp = 0, gamp = 0, hits = 0, lookups = 0, wasted = 0, bytes = 0,
+         attended = 0, hit_bytes = 0, frac = 0;
+  for (const auto& s : runs) {
+    ttft.push_back(s.ttft_ms);
+    io += s.io_wait_ms;
+    comp += s.compute_ms;
+    bytes += static_cast<double>(s.ssd_bytes_read);
+    attended += static_cast<double>(s.attended_bytes);
+    hit_bytes += static_cast<double>(s.cache_bytes_hit);
+    amp += s.read_amplification;
+    gamp += s.granularity_amplification;
+    wasted += static_cast<double>(s.speculative_bytes_wasted);
+    hits += static_cast<double>(s.cache_hits);
+    lookups += static_cast<double>(s.cache_hits + s.cache_misses);
+    frac += s.attended_fraction;
+  }
+  const double n = static_cast<double>(runs.size());
+  return {{"mean_ttft_ms", std::accumulate(ttft.begin(), ttft.end(), 0.0) / n},
+          {"p95_ttft_ms", Percentile(ttft, 0.95)},
+          {"mean_io_wait_ms", io / n},
+          {"mean_compute_ms", comp / n},
+          {"ssd_bytes_read", bytes / n},
+          {"attended_bytes", attended / n},
+          {"cache_bytes_hit", hit_bytes / n},
+          {"read_amplification", amp / n},
+          {"granularity_amplification", gamp / n},
+          {"speculative_bytes_wasted", wasted / n},
+          {"cache_hit_ratio", lookups > 0 ? hits / lookups : 0.0},
+          {"attended_fraction", frac / n}};
 }
 
 int Run(BenchArgs& a) {
+  if (a.cache_policy_flag != nullptr && a.cache_policy_flag->count() > 0) {
+    return Fail(Status::InvalidArgument(
+        "bench reprefill takes --cache-policies (a list; \"own\" = each system's own policy), "
+        "not --cache-policy"));
+  }
+  if ((a.mode == "warm" || a.mode == "both") && a.engine.cache_bytes <= 0) {
+    return Fail(Status::InvalidArgument("--mode warm needs a memory cache: set --cache-bytes"));
+  }
+  for (const std::string& system : a.systems) {
+    ReprefillOptions probe;
+    if (Status st = ApplySystemName(system, probe); !st.ok()) return Fail(st);
+  }
   auto model = LoadModel(a.model);
   if (!model.ok()) return Fail(model.status());
   const ModelConfig& cfg = (*model)->config();
-  const int64_t need = a.prefix_tokens + a.suffix_tokens * (a.requests + 1);
-  if (a.prefix_tokens + a.suffix_tokens + 1 > cfg.max_position_embeddings) {
-    return Fail(Status::InvalidArgument("prefix + suffix exceed the model's context"));
+  auto text = TextIds(**model, a.text);
+  if (!text.ok()) return Fail(text.status());
+  auto loads = MakeWorkloads(a.workload, *text, (*model)->tokenizer()->bos_id());
+  if (!loads.ok()) return Fail(loads.status());
+  for (const Workload& w : *loads) {
+    for (const BenchRequest& r : w.requests) {
+      if (static_cast<int64_t>(r.tokens.size()) + 1 > cfg.max_position_embeddings) {
+        return Fail(Status::InvalidArgument("a " + w.name + " request of " +
+                                            std::to_string(r.tokens.size()) +
+                                            " tokens exceeds the model's context of " +
+                                            std::to_string(cfg.max_position_embeddings)));
+      }
+    }
   }
-  auto ids = TextIds(**model, a.text, need);
-  if (!ids.ok()) return Fail(ids.status());
   auto store = OpenStore(a.store);
   if (!store.ok()) return Fail(store.status());
   auto layout = a.store.Layout();
   if (!layout.ok()) return Fail(layout.status());
-  const std::span<const int32_t> prefix(ids->data(), a.prefix_tokens);
-  // Each system reads its own layout; the prefix is prefilled once and stored in every
-  // layout that is missing.
-  std::vector<StoreLayout> missing;
+  std::vector<StoreLayout> layouts;
   for (const std::string& system : a.systems) {
+    if (system == "recompute") continue;
     const StoreLayout l = DefaultLayoutFor(system, *layout);
-    auto found = (*store)->FindLongestPrefix((*model)->transformer().fingerprint(), l, prefix);
-    const bool have = found && found->n_tokens >= a.prefix_tokens;
-    if (!have && std::find(missing.begin(), missing.end(), l) == missing.end())
-      missing.push_back(l);
+    if (std::find(layouts.begin(), layouts.end(), l) == layouts.end()) layouts.push_back(l);
   }
-  if (!missing.empty()) {
-    std::cerr << "storing a " << a.prefix_tokens << "-token prefix in " << missing.size()
-              << " layout(s) (one-time prefill)...\n";
-    auto infos = StorePrefix(**model, **store, missing, prefix, [](double f) {
-      std::cerr << "\r" << static_cast<int>(f * 100) << "%" << std::flush;
-    });
-    std::cerr << "\n";
-    if (!infos.ok()) return Fail(infos.status());
-  }
+  if (Status st = StoreMissing(**model, **store, *loads, layouts); !st.ok()) return Fail(st);
   std::error_code ec;
   std::filesystem::create_directories(a.out, ec);
   if (ec) return Fail(Status::IOError("cannot create --out " + a.out + ": " + ec.message()));
@@ -102,100 +164,118 @@ int Run(BenchArgs& a) {
   if (a.mode == "cold" || a.mode == "both") modes.push_back("cold");
   if (a.mode == "warm" || a.mode == "both") modes.push_back("warm");
   for (const std::string& mode : modes) {
-    for (const std::string& system : a.systems) {
-      for (double budget : a.budgets) {
-        ReprefillOptions o;
-        o.system = system;
-        o.budget = budget;
-        o.scoring = a.scoring == "summaries" ? ScoringSource::kSummaries : ScoringSource::kFullKeys;
-        ReprefillEngine::Config ec2 = a.engine;
-        ec2.layout = DefaultLayoutFor(system, *layout);
-        if (mode == "cold") ec2.cache_bytes = 0;
-        std::unique_ptr<ReprefillEngine> engine;
-        std::vector<ReprefillStats> runs;
-        // Warm: one engine whose cache a first (unrecorded) pass over the requests fills.
-        for (int pass = mode == "warm" ? 0 : 1; pass < 2; ++pass) {
-          for (int r = 0; r < a.requests; ++r) {
-            if (mode == "cold" || !engine) {
-              auto e = ReprefillEngine::Create(**model, **store, ec2);
-              if (!e.ok()) return Fail(e.status());
-              engine = std::move(e).value();
+    for (const Workload& w : *loads) {
+      for (const std::string& system : a.systems) {
+        // Cold runs and recompute have no memory cache, so no cache policy to vary.
+        std::vector<std::string> policies;
+        for (const std::string& p : a.cache_policies) {
+          const std::string name = mode == "cold" || system == "recompute" ? "none"
+                                   : p == "own" ? DefaultCachePolicyFor(system)
+                                                : p;
+          if (std::find(policies.begin(), policies.end(), name) == policies.end())
+            policies.push_back(name);
+        }
+        for (const std::string& policy : policies) {
+          nlohmann::json budget_free;  // recompute: measured once, reported at every budget
+          for (double budget : a.budgets) {
+            ReprefillOptions o;
+            o.budget = budget;
+            o.scoring =
+                a.scoring == "summaries" ? ScoringSource::kSummaries : ScoringSource::kFullKeys;
+            if (Status st = ApplySystemName(system, o); !st.ok()) return Fail(st);
+            ReprefillEngine::Config ec2 = a.engine;
+            ec2.layout = DefaultLayoutFor(system, *layout);
+            if (policy == "none") {
+              ec2.cache_bytes = 0;
+            } else {
+              ec2.cache_policy = policy;
             }
-            std::vector<int32_t> req(prefix.begin(), prefix.end());
-            const auto* s0 = ids->data() + a.prefix_tokens + r * a.suffix_tokens;
-            req.insert(req.end(), s0, s0 + a.suffix_tokens);
-            if (a.trace && pass == 1) {
-              std::ostringstream name;
-              name << a.out << "/trace-" << mode << "-" << system << "-" << budget << "-" << r
-                   << ".json";
-              o.trace_path = name.str();
+            nlohmann::json srow{{"system", system},
+                                {"budget", budget},
+                                {"workload", w.name},
+                                {"mode", mode},
+                                {"cache_policy", policy},
+                                {"cache_bytes", ec2.cache_bytes},
+                                {"model", a.model},
+                                {"prefix_tokens", w.MeanPrefixTokens()},
+                                {"prefixes", w.prefixes.size()},
+                                {"suffix_tokens", a.workload.suffix_tokens},
+                                {"requests", w.requests.size()}};
+            if (!budget_free.is_null()) {
+              srow.update(budget_free);
+              summary.push_back(srow);
+              continue;
             }
-            auto res = engine->Run(req, o);
-            if (!res.ok()) return Fail(res.status().WithContext(system));
-            if (pass == 1) {
-              nlohmann::json row = StatsJson(res->stats);
-              row["mode"] = mode;
-              row["budget"] = budget;
-              row["request"] = r;
-              rows.push_back(row);
-              runs.push_back(res->stats);
+            std::unique_ptr<ReprefillEngine> engine;
+            std::vector<ReprefillStats> runs;
+            // Warm: one engine whose cache a first (unrecorded) pass over the requests fills.
+            for (int pass = mode == "warm" && policy != "none" ? 0 : 1; pass < 2; ++pass) {
+              for (size_t r = 0; r < w.requests.size(); ++r) {
+                if (mode == "cold" || !engine) {
+                  auto e = ReprefillEngine::Create(**model, **store, ec2);
+                  if (!e.ok()) return Fail(e.status());
+                  engine = std::move(e).value();
+                }
+                o.trace_path.clear();
+                if (a.trace && pass == 1) {
+                  std::ostringstream name;
+                  name << a.out << "/trace-" << w.name << "-" << w.MeanPrefixTokens() << "-" << mode
+                       << "-" << system << "-" << policy << "-" << budget << "-" << r << ".json";
+                  o.trace_path = name.str();
+                }
+                auto res = engine->Run(w.requests[r].tokens, o);
+                if (!res.ok()) return Fail(res.status().WithContext(system));
+                if (pass == 1) {
+                  nlohmann::json row = StatsJson(res->stats);
+                  row["system"] = system;
+                  row["workload"] = w.name;
+                  row["mode"] = mode;
+                  row["cache_policy"] = policy;
+                  row["budget"] = budget;
+                  row["request"] = r;
+                  row["prefix_index"] = w.requests[r].prefix;
+                  rows.push_back(row);
+                  runs.push_back(res->stats);
+                }
+              }
             }
+            const nlohmann::json measured = SummaryRow(runs);
+            if (system == "recompute") {
+              budget_free = measured;
+              budget_free["budget_independent"] = true;
+            }
+            srow.update(measured);
+            std::cerr << w.name << " P=" << w.MeanPrefixTokens() << " " << mode << " " << system
+                      << " cache=" << policy << " r=" << budget << ": mean TTFT "
+                      << srow["mean_ttft_ms"] << " ms (I/O wait " << srow["mean_io_wait_ms"]
+                      << ", compute " << srow["mean_compute_ms"] << "), read "
+                      << srow["ssd_bytes_read"] << " B, hit ratio " << srow["cache_hit_ratio"]
+                      << "\n";
+            summary.push_back(srow);
           }
         }
-        std::vector<double> ttft;
-        double io = 0, comp = 0, amp = 0, gamp = 0, hits = 0, lookups = 0, wasted = 0;
-        int64_t bytes = 0, attended = 0;
-        for (const auto& s : runs) {
-          ttft.push_back(s.ttft_ms);
-          io += s.io_wait_ms;
-          comp += s.compute_ms;
-          bytes += s.ssd_bytes_read;
-          attended += s.attended_bytes;
-          amp += s.read_amplification;
-          gamp += s.granularity_amplification;
-          wasted += static_cast<double>(s.speculative_bytes_wasted);
-          hits += static_cast<double>(s.cache_hits);
-          lookups += static_cast<double>(s.cache_hits + s.cache_misses);
-        }
-        const double n = static_cast<double>(runs.size());
-        nlohmann::json srow{{"system", system},
-                            {"budget", budget},
-                            {"workload", "single-prefix"},
-                            {"mode", mode},
-                            {"model", a.model},
-                            {"prefix_tokens", a.prefix_tokens},
-                            {"suffix_tokens", a.suffix_tokens},
-                            {"requests", a.requests},
-                            {"mean_ttft_ms", std::accumulate(ttft.begin(), ttft.end(), 0.0) / n},
-                            {"p95_ttft_ms", Percentile(ttft, 0.95)},
-                            {"mean_io_wait_ms", io / n},
-                            {"mean_compute_ms", comp / n},
-                            {"ssd_bytes_read", static_cast<double>(bytes) / n},
-                            {"attended_bytes", static_cast<double>(attended) / n},
-                            {"read_amplification", amp / n},
-                            {"granularity_amplification", gamp / n},
-                            {"speculative_bytes_wasted", wasted / n},
-                            {"cache_hit_ratio", lookups > 0 ? hits / lookups : 0.0}};
-        std::cerr << mode << " " << system << " r=" << budget << ": mean TTFT "
-                  << srow["mean_ttft_ms"] << " ms (I/O wait " << srow["mean_io_wait_ms"]
-                  << ", compute " << srow["mean_compute_ms"] << "), read " << srow["ssd_bytes_read"]
-                  << " B\n";
-        summary.push_back(srow);
       }
     }
   }
   std::ofstream(a.out + "/requests.json") << rows.dump(1) << "\n";
   std::ofstream(a.out + "/summary.json") << summary.dump(1) << "\n";
   std::ofstream csv(a.out + "/summary.csv");
-  csv << "system,budget,mode,prefix_tokens,requests,mean_ttft_ms,p95_ttft_ms,mean_io_wait_ms,mean_"
-         "compute_ms,"
-         "ssd_bytes_read,attended_bytes,read_amplification,cache_hit_ratio\n";
+  const char* fields[] = {"workload",        "system",
+                          "budget",          "mode",
+                          "cache_policy",    "prefix_tokens",
+                          "requests",        "mean_ttft_ms",
+                          "p95_ttft_ms",     "mean_io_wait_ms",
+                          "mean_compute_ms", "ssd_bytes_read",
+                          "attended_bytes",  "read_amplification",
+                          "cache_hit_ratio"};
+  for (size_t i = 0; i < std::size(fields); ++i) csv << (i ? "," : "") << fields[i];
+  csv << "\n";
   for (const auto& s : summary) {
-    csv << s["system"].get<std::string>() << "," << s["budget"] << ","
-        << s["mode"].get<std::string>() << "," << s["prefix_tokens"] << "," << s["requests"] << ","
-        << s["mean_ttft_ms"] << "," << s["p95_ttft_ms"] << "," << s["mean_io_wait_ms"] << ","
-        << s["mean_compute_ms"] << "," << s["ssd_bytes_read"] << "," << s["attended_bytes"] << ","
-        << s["read_amplification"] << "," << s["cache_hit_ratio"] << "\n";
+    for (size_t i = 0; i < std::size(fields); ++i) {
+      const auto& v = s[fields[i]];
+      csv << (i ? "," : "") << (v.is_string() ? v.get<std::string>() : v.dump());
+    }
+    csv << "\n";
   }
   std::cout << summary.dump(1) << "\n";
   return 0;
@@ -206,22 +286,51 @@ int Run(BenchArgs& a) {
 void RegisterBenchReprefill(CLI::App& bench, std::vector<Command>& out) {
   auto a = std::make_shared<BenchArgs>();
   CLI::App* app = bench.add_subcommand(
-      "reprefill",
-      "Re-Prefill TTFT of systems side by side on one stored prefix (cold/warm cache)");
+      "reprefill", "Re-Prefill TTFT of systems side by side on a workload (cold/warm cache)");
   app->add_option("--model", a->model, "Model directory")->capture_default_str();
   AddStoreOptions(*app, a->store);
   AddEngineOptions(*app, a->engine);
+  a->cache_policy_flag = app->get_option("--cache-policy");
   app->add_option("--text", a->text,
-                  "Text the prefix and suffixes are cut from (repeated if short)")
+                  "Text the prefixes and suffixes are cut from (reused cyclically if short)")
       ->capture_default_str();
-  app->add_option("--prefix-tokens", a->prefix_tokens, "Stored prefix length")
+  WorkloadArgs& w = a->workload;
+  app->add_option("--workload", w.name,
+                  "single (one prefix, consecutive suffixes) | manyshot (several many-shot "
+                  "prompts, random queries) | zipf (many prefixes, Zipf popularity) | "
+                  "length-sweep (one prefix per --prefix-lengths)")
+      ->check(CLI::IsMember({"single", "manyshot", "zipf", "length-sweep"}))
       ->capture_default_str();
-  app->add_option("--suffix-tokens", a->suffix_tokens, "New tokens per request")
+  app->add_option("--prefix-tokens", w.prefix_tokens,
+                  "Prefix length (manyshot: the shortest; prefixes reach 1.5x)")
       ->capture_default_str();
-  app->add_option("--systems", a->systems, "Systems")->delimiter(',')->capture_default_str();
+  app->add_option("--prefix-lengths", w.prefix_lengths, "length-sweep: prefix lengths")
+      ->delimiter(',')
+      ->capture_default_str();
+  app->add_option("--suffix-tokens", w.suffix_tokens, "New tokens per request")
+      ->capture_default_str();
+  app->add_option("--requests", w.requests,
+                  "Requests per (system, budget, cache policy) and prefix length")
+      ->capture_default_str();
+  app->add_option("--prefixes", w.prefixes, "manyshot / zipf: distinct prefixes (0: 4 / 16)")
+      ->capture_default_str();
+  app->add_option("--zipf-s", w.zipf_s, "zipf: exponent s of the popularity 1/rank^s")
+      ->capture_default_str();
+  app->add_option("--shot-tokens", w.shot_tokens, "manyshot: tokens per demonstration")
+      ->capture_default_str();
+  app->add_option("--seed", w.seed, "Seed of the request stream")->capture_default_str();
+  app->add_option("--systems", a->systems,
+                  "contiguouskv, contiguouskv-summaries, as-lru, as-h2o-lru, impress, recompute")
+      ->delimiter(',')
+      ->capture_default_str();
   app->add_option("--budgets", a->budgets, "Budgets r")->delimiter(',')->capture_default_str();
-  app->add_option("--scoring", a->scoring, "full | summaries")->capture_default_str();
-  app->add_option("--requests", a->requests, "Requests per (system, budget)")
+  app->add_option("--scoring", a->scoring, "full | summaries (for contiguouskv)")
+      ->capture_default_str();
+  app->add_option("--cache-policies", a->cache_policies,
+                  "Warm runs: memory-cache eviction to compare (own = each system's own: "
+                  "attention for contiguouskv, lru for as-*, impress for impress)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"own", "attention", "lru", "impress"}))
       ->capture_default_str();
   app->add_option("--mode", a->mode, "cold (no memory cache) | warm (cache filled first) | both")
       ->check(CLI::IsMember({"cold", "warm", "both"}))

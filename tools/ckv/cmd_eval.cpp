@@ -35,7 +35,11 @@ void RegisterEval(CLI::App& root, std::vector<Command>& out) {
   quality->add_option("--budgets", a->q.budgets, "Budgets r")
       ->delimiter(',')
       ->capture_default_str();
-  quality->add_option("--systems", a->q.systems, "contiguouskv | contiguouskv-summaries | random")
+  quality
+      ->add_option(
+          "--systems", a->q.systems,
+          "contiguouskv, contiguouskv-summaries, random (ContiguousKV's budget, random chunks), "
+          "as-lru, as-h2o-lru, impress")
       ->delimiter(',')
       ->capture_default_str();
   quality->add_option("--windows", a->q.windows, "Windows per (prefix, suffix) setting")

@@ -1,0 +1,92 @@
+// ckv eval quality across systems: every system on its own layout, full attention at budget 1,
+// and the attended fractions each system's selection rule implies.
+#include "eval/quality.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "test_util.h"
+
+namespace ckv {
+namespace {
+
+class QualityTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto m = Model::Load(test::BundledModelDir());
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    model_ = std::move(m).value().release();
+    text_ =
+        test::ReadFileOrDie(test::SharedDir() + "/data/pride_and_prejudice.txt").substr(0, 40000);
+  }
+  static void TearDownTestSuite() { delete model_; }
+  QualityOptions Options() const {
+    QualityOptions o;
+    o.prefix_tokens = {256};
+    o.suffix_tokens = {8};
+    o.windows = 2;
+    o.store_dir = test::MakeTempDir("quality");
+    return o;
+  }
+  static const QualityRow* Find(const std::vector<QualityRow>& rows, const std::string& system,
+                                double budget) {
+    for (const auto& r : rows)
+      if (r.system == system && r.budget == budget && r.prefix_tokens == 0) return &r;
+    return nullptr;
+  }
+  static Model* model_;
+  static std::string text_;
+};
+Model* QualityTest::model_ = nullptr;
+std::string QualityTest::text_;
+
+TEST_F(QualityTest, EverySystemAtBudgetOneIsFullAttention) {
+  QualityOptions o = Options();
+  o.systems = {"contiguouskv", "contiguouskv-summaries", "impress", "as-h2o-lru", "as-lru"};
+  o.budgets = {1.0};
+  auto rows = EvaluateQuality(*model_, text_, o);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  for (const std::string& s : o.systems) {
+    const QualityRow* r = Find(*rows, s, 1.0);
+    ASSERT_NE(r, nullptr) << s;
+    EXPECT_EQ(r->windows, 2) << s;
+    EXPECT_EQ(r->top1_agreement, 1.0) << s;
+    EXPECT_LT(r->mean_kl, 1e-9) << s;
+    EXPECT_DOUBLE_EQ(r->mean_nll, r->full_mean_nll) << s;
+    EXPECT_DOUBLE_EQ(r->attended_fraction, 1.0) << s;
+  }
+}
+
+TEST_F(QualityTest, AttendedFractionsFollowEachSelectionRule) {
+  QualityOptions o = Options();
+  o.systems = {"contiguouskv", "impress", "as-h2o-lru", "as-lru"};
+  o.budgets = {0.25};
+  auto rows = EvaluateQuality(*model_, text_, o);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  // Token-level selections attend their budget; ContiguousKV adds whole forced chunks on top;
+  // AS+LRU loads and attends everything.
+  EXPECT_NEAR(Find(*rows, "as-h2o-lru", 0.25)->attended_fraction, 0.25, 0.01);
+  EXPECT_NEAR(Find(*rows, "impress", 0.25)->attended_fraction, 0.25, 0.01);
+  EXPECT_GT(Find(*rows, "contiguouskv", 0.25)->attended_fraction, 0.25);
+  const QualityRow* full = Find(*rows, "as-lru", 0.25);
+  EXPECT_DOUBLE_EQ(full->attended_fraction, 1.0);
+  EXPECT_LT(full->mean_kl, 1e-9);
+  for (const auto& r : *rows) EXPECT_GT(r.windows, 0);
+}
+
+TEST_F(QualityTest, UnknownAndMeaninglessSystemsAreRefused) {
+  QualityOptions o = Options();
+  o.budgets = {0.5};
+  o.systems = {"vllm"};
+  auto rows = EvaluateQuality(*model_, text_, o);
+  ASSERT_FALSE(rows.ok());
+  EXPECT_NE(rows.status().ToString().find("vllm"), std::string::npos);
+  o.systems = {"recompute"};
+  rows = EvaluateQuality(*model_, text_, o);
+  ASSERT_FALSE(rows.ok());
+  EXPECT_NE(rows.status().ToString().find("recompute"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ckv

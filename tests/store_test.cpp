@@ -402,6 +402,17 @@ TEST(PrefixStore, SecondOpenOfTheSameDirectoryIsRefused) {
   EXPECT_TRUE(PrefixStore::Open(dir, {.sync = false}).ok());
 }
 
+TEST(PrefixStore, OpenCreatesMissingParentDirectories) {
+  const std::string dir = test::MakeTempDir("store-parents") + "/a/b/store";
+  EXPECT_TRUE(PrefixStore::Open(dir, {.sync = false}).ok());
+  // A regular file in the way is named.
+  const std::string file = test::MakeTempDir("store-parents-file") + "/f";
+  std::ofstream(file) << "x";
+  auto bad = PrefixStore::Open(file + "/store", {.sync = false});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_CONTAINS(bad.status().message(), file);
+}
+
 // ---------------------------------------------------------------- lookup
 
 TEST(PrefixStore, FindsTheLongestStoredPrefix) {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <random>
 
 namespace ckv::store_internal {
@@ -153,6 +154,13 @@ Status MakeDir(const std::string& dir) {
   if (::stat(dir.c_str(), &st) != 0) return ErrnoStatus("cannot stat", dir, errno);
   if (!S_ISDIR(st.st_mode)) return Status::InvalidArgument(dir + " is not a directory");
   return Status::OK();
+}
+
+Status MakeDirs(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return ErrnoStatus("cannot create directory", dir, ec.value());
+  return MakeDir(dir);
 }
 
 int64_t NowUnixMs() {

@@ -84,6 +84,8 @@ Result<std::string> ReadWholeFile(const std::string& path);
 // Names of the entries of `dir` (no "." / ".."), unsorted.
 Result<std::vector<std::string>> ListDir(const std::string& dir);
 Status MakeDir(const std::string& dir);
+// The directory and any missing parents.
+Status MakeDirs(const std::string& dir);
 
 int64_t NowUnixMs();
 // 16 random hex digits (ids of prefixes and segments).

@@ -15,8 +15,8 @@ Result<std::shared_ptr<StoreCore>> StoreCore::Open(const std::string& dir,
                                                    const StoreOptions& options) {
   if (dir.empty()) return Status::InvalidArgument("opening a prefix store: empty directory name");
   std::shared_ptr<StoreCore> core(new StoreCore(dir, options));
-  for (const std::string& d :
-       {core->dir_, core->manifests_dir_, core->segments_dir_, core->quarantine_dir_}) {
+  CKV_RETURN_IF_ERROR(MakeDirs(core->dir_).WithContext("opening prefix store " + dir));
+  for (const std::string& d : {core->manifests_dir_, core->segments_dir_, core->quarantine_dir_}) {
     CKV_RETURN_IF_ERROR(MakeDir(d).WithContext("opening prefix store " + dir));
   }
   const std::string lock_path = dir + "/LOCK";

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
@@ -27,6 +28,7 @@ struct BenchArgs {
   WorkloadArgs workload;
   std::vector<std::string> systems = {"contiguouskv"};
   std::vector<double> budgets = {0.05, 0.1, 0.25, 0.5};
+  std::vector<std::string> budgets_for;  // "SYSTEM:B1,B2,..." overrides --budgets for SYSTEM
   std::string scoring = "full";
   std::vector<std::string> cache_policies = {"own"};
   std::string mode = "cold";  // cold | warm | both
@@ -113,6 +115,28 @@ nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
           {"attended_fraction", frac / n}};
 }
 
+// "SYSTEM:B1,B2,..." -> (SYSTEM, budgets).
+Result<std::pair<std::string, std::vector<double>>> ParseBudgetsFor(const std::string& spec) {
+  const auto colon = spec.find(':');
+  const Status bad = Status::InvalidArgument("--budgets-for \"" + spec +
+                                             "\" is not SYSTEM:B1,B2,... with budgets in (0, 1]");
+  if (colon == std::string::npos || colon == 0) return bad;
+  std::vector<double> budgets;
+  std::stringstream list(spec.substr(colon + 1));
+  for (std::string item; std::getline(list, item, ',');) {
+    try {
+      size_t used = 0;
+      const double b = std::stod(item, &used);
+      if (used != item.size() || !(b > 0 && b <= 1)) return bad;
+      budgets.push_back(b);
+    } catch (const std::exception&) {
+      return bad;
+    }
+  }
+  if (budgets.empty()) return bad;
+  return std::make_pair(spec.substr(0, colon), budgets);
+}
+
 int Run(BenchArgs& a) {
   if (a.cache_policy_flag != nullptr && a.cache_policy_flag->count() > 0) {
     return Fail(Status::InvalidArgument(
@@ -125,6 +149,17 @@ int Run(BenchArgs& a) {
   for (const std::string& system : a.systems) {
     ReprefillOptions probe;
     if (Status st = ApplySystemName(system, probe); !st.ok()) return Fail(st);
+  }
+  std::map<std::string, std::vector<double>> budgets_of;
+  for (const std::string& system : a.systems) budgets_of[system] = a.budgets;
+  for (const std::string& spec : a.budgets_for) {
+    auto parsed = ParseBudgetsFor(spec);
+    if (!parsed.ok()) return Fail(parsed.status());
+    if (!budgets_of.count(parsed->first)) {
+      return Fail(Status::InvalidArgument("--budgets-for names " + parsed->first +
+                                          ", which is not in --systems"));
+    }
+    budgets_of[parsed->first] = parsed->second;
   }
   auto model = LoadModel(a.model);
   if (!model.ok()) return Fail(model.status());
@@ -177,7 +212,7 @@ int Run(BenchArgs& a) {
         }
         for (const std::string& policy : policies) {
           nlohmann::json budget_free;  // recompute: measured once, reported at every budget
-          for (double budget : a.budgets) {
+          for (double budget : budgets_of[system]) {
             ReprefillOptions o;
             o.budget = budget;
             o.scoring =
@@ -324,6 +359,9 @@ void RegisterBenchReprefill(CLI::App& bench, std::vector<Command>& out) {
       ->delimiter(',')
       ->capture_default_str();
   app->add_option("--budgets", a->budgets, "Budgets r")->delimiter(',')->capture_default_str();
+  app->add_option("--budgets-for", a->budgets_for,
+                  "SYSTEM:B1,B2,... budgets for one system instead of --budgets (repeatable; "
+                  "e.g. a fine grid for contiguouskv to pair with IMPRESS at equal quality)");
   app->add_option("--scoring", a->scoring, "full | summaries (for contiguouskv)")
       ->capture_default_str();
   app->add_option("--cache-policies", a->cache_policies,

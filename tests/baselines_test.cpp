@@ -608,11 +608,53 @@ TEST(ImpressOnRandomWeights, FallsBackToPerHeadSelection) {
   const int64_t k = TokenBudget(0.1, np);
   EXPECT_NEAR(r->stats.attended_fraction, double(k) / np, 1e-12);
   EXPECT_EQ(r->stats.attended_bytes, k * 3 * c.kv_dim() * 2 * 2);
-  // The fallback read every K chunk of its layers: more than the probe copy alone.
-  const int64_t probe_bytes = 3 * 4096;  // one 4 KiB block per layer (320 x 1 x 16 bf16)
-  EXPECT_GT(r->stats.scoring_bytes_read, probe_bytes);
+  // The probe copy: 320 tokens x 1 probe KV head x 16 dims bf16 = 10 KiB, three 4 KiB blocks
+  // per layer. The fallback also reads every K chunk of its layers (counted as scoring only for
+  // chunks that end up without a selected token).
+  const int64_t probe_bytes = 3 * 3 * 4096;
+  EXPECT_GE(r->stats.scoring_bytes_read, probe_bytes);
   EXPECT_GT(r->stats.read_amplification, 1.0);
   for (float x : r->first_logits) ASSERT_TRUE(std::isfinite(x));
+
+  // impress-vote (the best case): the vote stands in every layer, so identification reads the
+  // probe copy and nothing else.
+  ReprefillOptions best;
+  ASSERT_TRUE(ApplySystemName("impress-vote", best).ok());
+  EXPECT_EQ(best.system, "impress");
+  EXPECT_TRUE(best.impress_always_vote);
+  best.budget = 0.1;
+  auto v = (*e)->Run(ids, best);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  ASSERT_EQ(
+      std::sscanf(v->stats.note.c_str(), "impress: probe vote used in %d of %d", &voted, &layers),
+      2);
+  EXPECT_EQ(voted, 3);
+  EXPECT_EQ(v->stats.scoring_bytes_read, probe_bytes);
+  EXPECT_NEAR(v->stats.attended_fraction, double(k) / np, 1e-12);
+  // One voted set for all heads: each KV head attends to the same k tokens.
+  for (const auto& sel : v->selections) EXPECT_FALSE(sel.empty());
+}
+
+TEST(SystemNames, AliasesSetOptionsAndUnknownNamesAreRefused) {
+  ReprefillOptions o;
+  ASSERT_TRUE(ApplySystemName("contiguouskv-summaries", o).ok());
+  EXPECT_EQ(o.system, "contiguouskv");
+  EXPECT_EQ(o.scoring, ScoringSource::kSummaries);
+  for (const std::string& s : ReprefillSystems()) {
+    ReprefillOptions p;
+    ASSERT_TRUE(ApplySystemName(s, p).ok()) << s;
+    EXPECT_EQ(p.system, s);
+  }
+  auto bad = ApplySystemName("lmcache", o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.ToString().find("lmcache"), std::string::npos);
+  const StoreLayout ckv = StoreLayout::PeriodMajor(16, 8);
+  EXPECT_EQ(DefaultLayoutFor("contiguouskv-summaries", ckv), ckv);
+  EXPECT_EQ(DefaultLayoutFor("impress-vote", ckv), StoreLayout::Impress(64, 3));
+  EXPECT_EQ(DefaultLayoutFor("as-h2o-lru", ckv), StoreLayout::LayerMajor(64));
+  EXPECT_EQ(DefaultCachePolicyFor("contiguouskv"), "attention");
+  EXPECT_EQ(DefaultCachePolicyFor("as-lru"), "lru");
+  EXPECT_EQ(DefaultCachePolicyFor("impress-vote"), "impress");
 }
 
 }  // namespace

@@ -60,7 +60,7 @@ TEST_F(QualityTest, EverySystemAtBudgetOneIsFullAttention) {
 
 TEST_F(QualityTest, AttendedFractionsFollowEachSelectionRule) {
   QualityOptions o = Options();
-  o.systems = {"contiguouskv", "impress", "as-h2o-lru", "as-lru"};
+  o.systems = {"contiguouskv", "impress", "impress-vote", "as-h2o-lru", "as-lru"};
   o.budgets = {0.25};
   auto rows = EvaluateQuality(*model_, text_, o);
   ASSERT_TRUE(rows.ok()) << rows.status().ToString();
@@ -68,11 +68,17 @@ TEST_F(QualityTest, AttendedFractionsFollowEachSelectionRule) {
   // AS+LRU loads and attends everything.
   EXPECT_NEAR(Find(*rows, "as-h2o-lru", 0.25)->attended_fraction, 0.25, 0.01);
   EXPECT_NEAR(Find(*rows, "impress", 0.25)->attended_fraction, 0.25, 0.01);
+  EXPECT_NEAR(Find(*rows, "impress-vote", 0.25)->attended_fraction, 0.25, 0.01);
+  EXPECT_EQ(Find(*rows, "impress-vote", 0.25)->probe_vote_fraction, 1.0);
   EXPECT_GT(Find(*rows, "contiguouskv", 0.25)->attended_fraction, 0.25);
   const QualityRow* full = Find(*rows, "as-lru", 0.25);
   EXPECT_DOUBLE_EQ(full->attended_fraction, 1.0);
   EXPECT_LT(full->mean_kl, 1e-9);
   for (const auto& r : *rows) EXPECT_GT(r.windows, 0);
+  const double votes = Find(*rows, "impress", 0.25)->probe_vote_fraction;
+  EXPECT_GE(votes, 0.0);
+  EXPECT_LE(votes, 1.0);
+  EXPECT_EQ(Find(*rows, "contiguouskv", 0.25)->probe_vote_fraction, 0.0);
 }
 
 TEST_F(QualityTest, UnknownAndMeaninglessSystemsAreRefused) {

@@ -33,6 +33,10 @@ struct ReprefillOptions {
   // Baseline for quality: chunk scores are random draws (same forced chunks, same budget).
   bool random_selection = false;
   uint64_t random_seed = 0;
+  // IMPRESS's best case, for benchmarks only: accept the probe heads' vote in every layer
+  // (identification from the probe-key copy alone, never the all-heads fallback), whatever
+  // their agreement. Bounds what IMPRESS could cost on a model whose probe heads always agree.
+  bool impress_always_vote = false;
 };
 
 std::vector<std::string> ReprefillSystems();
@@ -66,6 +70,8 @@ struct ReprefillStats {
   int64_t prefetch_peak_bytes = 0;  // most prefetch-buffer bytes held at once (engine lifetime)
   int64_t prefetch_capacity_bytes = 0;  // the bound
   double attended_fraction = 0;  // prefix tokens attended / prefix tokens (per layer average)
+  int probe_layers = 0;          // IMPRESS: layers identified through probe heads
+  int probe_vote_layers = 0;     // of which the probes agreed (no all-heads fallback)
   std::string note;              // e.g. why the request fell back to recompute
 };
 
@@ -126,7 +132,8 @@ StoreLayout DefaultLayoutFor(const std::string& system, const StoreLayout& conti
 std::string DefaultCachePolicyFor(const std::string& system);
 
 // Names benchmarks and evaluations accept: ReprefillSystems() plus "contiguouskv-summaries"
-// (ContiguousKV scoring from the stored key summaries). Sets opts.system and opts.scoring.
+// (ContiguousKV scoring from the stored key summaries) and "impress-vote" (IMPRESS with
+// impress_always_vote). Sets opts.system, opts.scoring and opts.impress_always_vote.
 Status ApplySystemName(const std::string& name, ReprefillOptions& opts);
 
 }  // namespace ckv

@@ -35,6 +35,7 @@ double MeanNll(const std::vector<float>& suffix_logits, int64_t ns, std::span<co
 struct Acc {
   int64_t n = 0;
   double top1 = 0, kl = 0, nll = 0, full_nll = 0, attended = 0;
+  int64_t probe_layers = 0, probe_votes = 0;
 };
 
 }  // namespace
@@ -135,6 +136,8 @@ Result<std::vector<QualityRow>> EvaluateQuality(const Model& model, const std::s
               a.nll += MeanNll(r.suffix_logits, S, next, vocab);
               a.full_nll += full_nll;
               a.attended += r.stats.attended_fraction;
+              a.probe_layers += r.stats.probe_layers;
+              a.probe_votes += r.stats.probe_vote_layers;
             }
           }
         }
@@ -160,6 +163,8 @@ Result<std::vector<QualityRow>> EvaluateQuality(const Model& model, const std::s
       r.mean_nll = a.nll / a.n;
       r.full_mean_nll = a.full_nll / a.n;
       r.attended_fraction = a.attended / a.n;
+      r.probe_vote_fraction =
+          a.probe_layers > 0 ? static_cast<double>(a.probe_votes) / a.probe_layers : 0.0;
       rows.push_back(r);
     }
   }

@@ -37,6 +37,8 @@ struct QualityRow {
   double mean_nll = 0;           // mean -log p(true next token) over suffix positions
   double full_mean_nll = 0;      // the same under full attention
   double attended_fraction = 0;  // prefix tokens attended / prefix tokens, forced included
+  // IMPRESS: fraction of identified layers whose probe heads agreed (0 for other systems).
+  double probe_vote_fraction = 0;
 };
 
 // Rows per (system, budget, setting) followed by rows pooled over settings (prefix 0).

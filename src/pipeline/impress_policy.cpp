@@ -62,9 +62,9 @@ class ImpressPolicy : public KVSourcePolicy {
       ++layers_identified_;
       jaccard_sum_ += d.jaccard;
       threshold_sum_ += d.threshold;
-      if (d.use_vote) {
+      if (d.use_vote || ctx_.opts->impress_always_vote) {
         ++layers_voted_;
-        sets.push_back(std::move(d.voted));
+        sets.push_back(d.use_vote ? std::move(d.voted) : VotedSet(probe_scores, k));
       } else {
         // The probes disagree: every head's keys, and a top-k per KV head.
         for (int64_t j = 0; j < m; ++j) CKV_RETURN_IF_ERROR(RequestPart(layer, j, KVPart::kK));
@@ -122,6 +122,8 @@ class ImpressPolicy : public KVSourcePolicy {
   void End() override {
     chunks_.clear();
     reader_.Drain();
+    ctx_.stats->probe_layers = layers_identified_;
+    ctx_.stats->probe_vote_layers = layers_voted_;
     if (layers_identified_ > 0) {
       char buf[160];
       std::snprintf(buf, sizeof buf,

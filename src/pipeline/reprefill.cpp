@@ -389,13 +389,13 @@ Result<PrefixInfo> StorePrefix(const Model& model, PrefixStore& store, const Sto
 
 StoreLayout DefaultLayoutFor(const std::string& system, const StoreLayout& contiguous) {
   if (system == "as-lru" || system == "as-h2o-lru") return StoreLayout::LayerMajor(64);
-  if (system == "impress") return StoreLayout::Impress(64, 3);
+  if (system == "impress" || system == "impress-vote") return StoreLayout::Impress(64, 3);
   return contiguous;
 }
 
 std::string DefaultCachePolicyFor(const std::string& system) {
   if (system == "as-lru" || system == "as-h2o-lru") return "lru";
-  if (system == "impress") return "impress";
+  if (system == "impress" || system == "impress-vote") return "impress";
   return "attention";
 }
 
@@ -405,11 +405,16 @@ Status ApplySystemName(const std::string& name, ReprefillOptions& opts) {
     opts.scoring = ScoringSource::kSummaries;
     return Status::OK();
   }
+  if (name == "impress-vote") {
+    opts.system = "impress";
+    opts.impress_always_vote = true;
+    return Status::OK();
+  }
   const auto systems = ReprefillSystems();
   if (std::find(systems.begin(), systems.end(), name) == systems.end()) {
     return Status::InvalidArgument("system \"" + name +
                                    "\" is not one of contiguouskv, contiguouskv-summaries, "
-                                   "as-lru, as-h2o-lru, impress, recompute");
+                                   "as-lru, as-h2o-lru, impress, impress-vote, recompute");
   }
   opts.system = name;
   return Status::OK();

@@ -85,7 +85,7 @@ Status StoreMissing(const Model& model, PrefixStore& store, const std::vector<Wo
 nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
   std::vector<double> ttft;
   double io = 0, comp = 0, amp = 0, gamp = 0, hits = 0, lookups = 0, wasted = 0, bytes = 0,
-         attended = 0, hit_bytes = 0, frac = 0;
+         attended = 0, hit_bytes = 0, frac = 0, probe_layers = 0, probe_votes = 0;
   for (const auto& s : runs) {
     ttft.push_back(s.ttft_ms);
     io += s.io_wait_ms;
@@ -99,6 +99,8 @@ nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
     hits += static_cast<double>(s.cache_hits);
     lookups += static_cast<double>(s.cache_hits + s.cache_misses);
     frac += s.attended_fraction;
+    probe_layers += s.probe_layers;
+    probe_votes += s.probe_vote_layers;
   }
   const double n = static_cast<double>(runs.size());
   return {{"mean_ttft_ms", std::accumulate(ttft.begin(), ttft.end(), 0.0) / n},
@@ -112,7 +114,8 @@ nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
           {"granularity_amplification", gamp / n},
           {"speculative_bytes_wasted", wasted / n},
           {"cache_hit_ratio", lookups > 0 ? hits / lookups : 0.0},
-          {"attended_fraction", frac / n}};
+          {"attended_fraction", frac / n},
+          {"probe_vote_fraction", probe_layers > 0 ? probe_votes / probe_layers : 0.0}};
 }
 
 // "SYSTEM:B1,B2,..." -> (SYSTEM, budgets).

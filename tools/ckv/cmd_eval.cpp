@@ -77,7 +77,8 @@ void RegisterEval(CLI::App& root, std::vector<Command>& out) {
                                       {"mean_kl", r.mean_kl},
                                       {"mean_nll", r.mean_nll},
                                       {"full_mean_nll", r.full_mean_nll},
-                                      {"attended_fraction", r.attended_fraction}});
+                                      {"attended_fraction", r.attended_fraction},
+                                      {"probe_vote_fraction", r.probe_vote_fraction}});
                      }
                      std::cout << arr.dump(1) << "\n";
                      return 0;

@@ -37,6 +37,8 @@ nlohmann::json StatsJson(const ReprefillStats& s) {
           {"buffer_overflows", s.buffer_overflows},
           {"prefetch_peak_bytes", s.prefetch_peak_bytes},
           {"attended_fraction", s.attended_fraction},
+          {"probe_layers", s.probe_layers},
+          {"probe_vote_layers", s.probe_vote_layers},
           {"note", s.note}};
 }
 
@@ -65,7 +67,8 @@ void RegisterReprefill(CLI::App& root, std::vector<Command>& out) {
   app->add_option("--budget", a->opts.budget, "Fraction r of prefix chunks attended, in (0, 1]")
       ->capture_default_str();
   app->add_option("--system", a->opts.system,
-                  "contiguouskv | as-lru | as-h2o-lru | impress | recompute")
+                  "contiguouskv | contiguouskv-summaries | as-lru | as-h2o-lru | impress | "
+                  "impress-vote | recompute")
       ->capture_default_str();
   app->add_option("--scoring", a->scoring,
                   "Chunk scoring source: full (first-layer keys) | summaries")
@@ -113,6 +116,8 @@ void RegisterReprefill(CLI::App& root, std::vector<Command>& out) {
          if (!engine.ok()) return Fail(engine.status());
          a->opts.scoring =
              a->scoring == "summaries" ? ScoringSource::kSummaries : ScoringSource::kFullKeys;
+         if (Status st = ApplySystemName(std::string(a->opts.system), a->opts); !st.ok())
+           return Fail(st);
          a->opts.prefetch = !a->no_prefetch;
          a->opts.trace_path = a->trace;
          auto res = (*engine)->Run(*ids, a->opts);

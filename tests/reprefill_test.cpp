@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "ckv/generate.h"
 #include "ckv/model.h"
@@ -210,6 +211,38 @@ TEST_F(ReprefillTest, MemoryCacheServesRepeatedRequests) {
   EXPECT_LT(second->stats.ssd_bytes_read - second->stats.scoring_bytes_read,
             first->stats.ssd_bytes_read - first->stats.scoring_bytes_read);
   EXPECT_EQ(first->first_logits, second->first_logits);
+}
+
+TEST_F(ReprefillTest, AttentionGuidedCacheKeepsTheScoringKeysUnderPressure) {
+  auto store = OpenStore();
+  const int64_t np = 300;
+  ASSERT_TRUE(StorePrefix(*model_, *store, StoreLayout::PeriodMajor(16, 8), Ids(np)).ok());
+  ReprefillOptions o;
+  o.budget = 0.5;
+  auto cold = Run(*store, Ids(np + 8), o);
+  ASSERT_TRUE(cold.ok());
+  const int64_t scoring = cold->stats.scoring_bytes_read;
+  const int64_t data = cold->stats.ssd_bytes_read - scoring;
+  ASSERT_GT(scoring, 0);
+  ASSERT_GT(data, 0);
+  // Room for every scoring key and half the selected data: something must be evicted.
+  std::map<std::string, int64_t> second_scoring;
+  for (const char* policy : {"attention", "lru"}) {
+    ReprefillEngine::Config ec;
+    ec.cache_bytes = scoring + data / 2;
+    ec.cache_policy = policy;
+    auto e = ReprefillEngine::Create(*model_, *store, ec);
+    ASSERT_TRUE(e.ok());
+    auto first = (*e)->Run(Ids(np + 8), o);
+    auto second = (*e)->Run(Ids(np + 8), o);
+    ASSERT_TRUE(first.ok() && second.ok());
+    EXPECT_EQ(first->first_logits, second->first_logits);
+    second_scoring[policy] = second->stats.scoring_bytes_read;
+  }
+  // Every request needs the scoring keys; the attention-guided policy gives them the period's
+  // top importance and keeps them, LRU drops the oldest entries, which they are.
+  EXPECT_EQ(second_scoring["attention"], 0);
+  EXPECT_GT(second_scoring["lru"], 0);
 }
 
 TEST_F(ReprefillTest, NoPrefixMeansPlainPrefillAndCorruptionFallsBackToRecompute) {

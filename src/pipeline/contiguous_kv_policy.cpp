@@ -55,6 +55,7 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     kv_row_bytes_ = static_cast<int64_t>(cfg.kv_dim()) * 2;
     shape_ = AttentionShape{cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, DType::kBF16};
     finished_.clear();
+    scoring_keys_.clear();
     selections_.assign(periods_, {});
     units_.assign(periods_, {});
     importance_.assign(periods_, {});
@@ -188,13 +189,18 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     if (ctx_.cache != nullptr) {
       if (auto hit = ctx_.cache->Lookup(data->key)) {
         data->cached = std::move(hit);
+        ctx_.stats->cache_bytes_hit += static_cast<int64_t>(data->cached->size());
+        ++ctx_.stats->cache_hits;
+        scoring_keys_[period].push_back(data->key);
         return data;
       }
+      ++ctx_.stats->cache_misses;
     }
     const StoreFile& f = ctx_.prefix->files()[unit.file];
     data->slot = ctx_.loader->Load(f.direct_fd >= 0 ? f.direct_fd : f.fd, unit.offset, unit.length,
                                    std::move(verify), std::move(label));
     issued_.push_back(data->slot);
+    scoring_keys_[period].push_back(data->key);
     ctx_.stats->scoring_bytes_read += unit.length;
     return data;
   }
@@ -382,6 +388,13 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     if (finished_.count(period)) return;
     finished_.insert(period);
     if (ctx_.cache != nullptr) {
+      // Scoring keys are read by every request on this prefix, whatever it selects: they get
+      // the importance of the period's most attended chunk (before this period's data goes
+      // in), or the attention-guided policy (S = I x F) would evict them first and pay a read
+      // for each on the next request.
+      double top = 0;
+      for (const auto& [chunk, imp] : importance_[period]) top = std::max(top, imp);
+      for (const ChunkKey& key : scoring_keys_[period]) ctx_.cache->Feedback(key, top, 1.0);
       for (auto& [key, u] : units_[period]) {
         const int64_t chunk = chunk_of_.at(key);
         if (u->slot && u->slot->ready() && u->slot->status().ok())
@@ -390,6 +403,7 @@ class ContiguousKVPolicy : public KVSourcePolicy {
         ctx_.cache->Feedback(key, imp == importance_[period].end() ? 0.0 : imp->second, 1.0);
       }
     }
+    scoring_keys_.erase(period);
     units_[period].clear();
   }
 
@@ -403,6 +417,7 @@ class ContiguousKVPolicy : public KVSourcePolicy {
   std::map<ChunkKey, int64_t> chunk_of_;
   std::vector<std::map<int64_t, double>> importance_;
   std::vector<std::vector<std::shared_ptr<UnitData>>> scoring_units_;
+  std::map<int, std::vector<ChunkKey>> scoring_keys_;  // per period, until it is finished
   std::set<int> finished_;
   // Weak: a slot's buffer returns to the bounded pool as soon as its layers are done.
   std::vector<std::weak_ptr<UnitSlot>> issued_;

@@ -28,6 +28,16 @@ OWN_POLICY = {"contiguouskv": "attention", "contiguouskv-summaries": "attention"
               "as-h2o-lru": "lru", "impress": "impress"}
 
 
+def shared_budgets(rows):
+    """Budgets measured for more than one system (a fine grid run for one system alone, e.g.
+    for iso-quality pairs, would crowd the bars)."""
+    systems = {r["system"] for r in rows}
+    count = defaultdict(set)
+    for r in rows:
+        count[r["budget"]].add(r["system"])
+    return sorted(b for b, s in count.items() if len(s) > 1 or len(systems) == 1)
+
+
 def own_policy_rows(rows):
     """Each system with its own cache policy (cold rows and recompute have none)."""
     return [r for r in rows
@@ -47,7 +57,7 @@ def save(fig, out, name):
 
 def breakdown(rows, out, tag, title):
     systems = list(dict.fromkeys(r["system"] for r in rows))
-    budgets = sorted({r["budget"] for r in rows})
+    budgets = shared_budgets(rows)
     by = {(r["system"], r["budget"]): r for r in rows}
     fig, ax = plt.subplots(figsize=(10, 5))
     width = 0.8 / len(systems)
@@ -73,7 +83,7 @@ def speedup(rows, out, tag, title):
     systems = list(dict.fromkeys(r["system"] for r in rows))
     if OURS not in systems:
         return
-    budgets = sorted({r["budget"] for r in rows})
+    budgets = shared_budgets(rows)
     by = {(r["system"], r["budget"]): r for r in rows}
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, s in enumerate(systems):
@@ -92,7 +102,7 @@ def speedup(rows, out, tag, title):
 
 def bytes_read(rows, out, tag, title):
     systems = [s for s in dict.fromkeys(r["system"] for r in rows) if s != "recompute"]
-    budgets = sorted({r["budget"] for r in rows})
+    budgets = shared_budgets(rows)
     by = {(r["system"], r["budget"]): r for r in rows}
     fig, ax = plt.subplots(figsize=(8, 4))
     for i, s in enumerate(systems):

@@ -12,7 +12,7 @@ chosen budgets and IMPRESS at 5% and 10% (same run, same machine). Prints markdo
    attended);
 2. equal tokens attended: each token-level baseline row next to the ContiguousKV budget whose
    attended fraction is closest to (and not below) the baseline's;
-3. iso-quality: for IMPRESS at 5% and 10%, the smallest ContiguousKV budget whose mean KL is no
+3. iso-quality: for IMPRESS (--baselines) at 5% and 10%, the smallest ContiguousKV budget whose mean KL is no
    higher and top-1 agreement no lower, and, with --bench, the TTFT ratio at that pair.
 """
 import argparse
@@ -36,6 +36,7 @@ def main():
     ap.add_argument("--mode", default="cold")
     ap.add_argument("--ours", default=OURS, help="the ContiguousKV system name in both files")
     ap.add_argument("--png", default=None, help="plot quality vs tokens attended")
+    ap.add_argument("--baselines", default="impress", help="systems to pair at iso-quality (comma list)")
     args = ap.parse_args()
     with open(args.quality) as f:
         rows = pooled(json.load(f))
@@ -75,23 +76,24 @@ def main():
                 if r.get("mode", "cold") == args.mode:
                     bench[(r["system"], round(r["budget"], 6))] = r
     print("\n### Iso-quality\n")
-    print("| IMPRESS budget | top-1 | mean KL | smallest ContiguousKV budget at least as good | top-1 | mean KL |"
-          + (" IMPRESS TTFT ms | ContiguousKV TTFT ms | ratio |" if bench else ""))
-    print("| --- | --- | --- | --- | --- | --- |" + (" --- | --- | --- |" if bench else ""))
-    for ib in (0.05, 0.1):
-        imp = [r for r in others if r["system"] == "impress" and abs(r["budget"] - ib) < 1e-9]
+    print("| baseline | budget | top-1 | mean KL | smallest ContiguousKV budget at least as good | top-1 | mean KL |"
+          + (" baseline TTFT ms | ContiguousKV TTFT ms | ratio |" if bench else ""))
+    print("| --- | --- | --- | --- | --- | --- | --- |" + (" --- | --- | --- |" if bench else ""))
+    pairs = [(s, b) for s in args.baselines.split(",") for b in (0.05, 0.1)]
+    for base, ib in pairs:
+        imp = [r for r in others if r["system"] == base and abs(r["budget"] - ib) < 1e-9]
         if not imp:
             continue
         imp = imp[0]
         match = [o for o in ours if o["mean_kl"] <= imp["mean_kl"] and o["top1_agreement"] >= imp["top1_agreement"]]
-        line = f"| {ib:g} | {100 * imp['top1_agreement']:.1f}% | {imp['mean_kl']:.4f} | "
+        line = f"| {base} | {ib:g} | {100 * imp['top1_agreement']:.1f}% | {imp['mean_kl']:.4f} | "
         if not match:
             print(line + "none on the grid | | |" + (" | | |" if bench else ""))
             continue
         o = match[0]
         line += f"{o['budget']:g} | {100 * o['top1_agreement']:.1f}% | {o['mean_kl']:.4f} |"
         if bench:
-            bi = bench.get(("impress", round(ib, 6)))
+            bi = bench.get((base, round(ib, 6)))
             bo = bench.get((args.ours, round(o["budget"], 6)))
             if bi and bo:
                 line += f" {bi['mean_ttft_ms']:.0f} | {bo['mean_ttft_ms']:.0f} | **{bi['mean_ttft_ms'] / bo['mean_ttft_ms']:.2f}x** |"

@@ -1,4 +1,8 @@
 // ckv bench reprefill: Re-Prefill systems side by side on one model, store, disk and machine.
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -36,6 +40,7 @@ struct BenchArgs {
   std::string out;
   bool trace = false;
   CLI::Option* cache_policy_flag = nullptr;
+  bool no_plots = false;
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -116,6 +121,60 @@ nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
           {"cache_hit_ratio", lookups > 0 ? hits / lookups : 0.0},
           {"attended_fraction", frac / n},
           {"probe_vote_fraction", probe_layers > 0 ? probe_votes / probe_layers : 0.0}};
+}
+
+Status WriteText(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) return Status::IOError("cannot write " + path);
+  return Status::OK();
+}
+
+// One line per row; strings quoted (notes hold commas), numbers as JSON writes them.
+std::string Csv(const nlohmann::json& rows, const std::vector<std::string>& fields) {
+  std::ostringstream csv;
+  for (size_t i = 0; i < fields.size(); ++i) csv << (i ? "," : "") << fields[i];
+  csv << "\n";
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < fields.size(); ++i) {
+      csv << (i ? "," : "");
+      if (!row.contains(fields[i])) continue;
+      const auto& v = row[fields[i]];
+      if (!v.is_string()) {
+        csv << v.dump();
+        continue;
+      }
+      csv << '"';
+      for (char ch : v.get<std::string>()) csv << (ch == '"' ? "\"\"" : std::string(1, ch));
+      csv << '"';
+    }
+    csv << "\n";
+  }
+  return csv.str();
+}
+
+// bench/plot_reprefill.py OUT (matplotlib). Missing Python or matplotlib costs the plots, not
+// the run: the data is written already.
+void RenderPlots(const std::string& out) {
+  const std::string script = std::string(CKV_SOURCE_DIR) + "/bench/plot_reprefill.py";
+  if (::access(script.c_str(), X_OK) != 0) {
+    std::cerr << "warning: no plots: " << script << " is not there\n";
+    return;
+  }
+  std::vector<char*> argv = {const_cast<char*>(script.c_str()), const_cast<char*>(out.c_str()),
+                             nullptr};
+  pid_t pid = 0;
+  if (::posix_spawn(&pid, script.c_str(), nullptr, nullptr, argv.data(), environ) != 0) {
+    std::cerr << "warning: no plots: cannot run " << script << "\n";
+    return;
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::cerr << "warning: " << script
+              << " failed, no plots (it needs python3-matplotlib); the data is in " << out << "\n";
+  }
 }
 
 // "SYSTEM:B1,B2,..." -> (SYSTEM, budgets).
@@ -295,26 +354,24 @@ int Run(BenchArgs& a) {
       }
     }
   }
-  std::ofstream(a.out + "/requests.json") << rows.dump(1) << "\n";
-  std::ofstream(a.out + "/summary.json") << summary.dump(1) << "\n";
-  std::ofstream csv(a.out + "/summary.csv");
-  const char* fields[] = {"workload",        "system",
-                          "budget",          "mode",
-                          "cache_policy",    "prefix_tokens",
-                          "requests",        "mean_ttft_ms",
-                          "p95_ttft_ms",     "mean_io_wait_ms",
-                          "mean_compute_ms", "ssd_bytes_read",
-                          "attended_bytes",  "read_amplification",
-                          "cache_hit_ratio"};
-  for (size_t i = 0; i < std::size(fields); ++i) csv << (i ? "," : "") << fields[i];
-  csv << "\n";
-  for (const auto& s : summary) {
-    for (size_t i = 0; i < std::size(fields); ++i) {
-      const auto& v = s[fields[i]];
-      csv << (i ? "," : "") << (v.is_string() ? v.get<std::string>() : v.dump());
-    }
-    csv << "\n";
+  const std::vector<std::string> summary_fields = {"workload",        "system",
+                                                   "budget",          "mode",
+                                                   "cache_policy",    "prefix_tokens",
+                                                   "requests",        "mean_ttft_ms",
+                                                   "p95_ttft_ms",     "mean_io_wait_ms",
+                                                   "mean_compute_ms", "ssd_bytes_read",
+                                                   "attended_bytes",  "read_amplification",
+                                                   "cache_hit_ratio"};
+  std::vector<std::string> request_fields;
+  if (!rows.empty())
+    for (const auto& [key, value] : rows[0].items()) request_fields.push_back(key);
+  for (const Status& st : {WriteText(a.out + "/requests.json", rows.dump(1) + "\n"),
+                           WriteText(a.out + "/requests.csv", Csv(rows, request_fields)),
+                           WriteText(a.out + "/summary.json", summary.dump(1) + "\n"),
+                           WriteText(a.out + "/summary.csv", Csv(summary, summary_fields))}) {
+    if (!st.ok()) return Fail(st);
   }
+  if (!a.no_plots) RenderPlots(a.out);
   std::cout << summary.dump(1) << "\n";
   return 0;
 }
@@ -377,7 +434,9 @@ void RegisterBenchReprefill(CLI::App& bench, std::vector<Command>& out) {
       ->check(CLI::IsMember({"cold", "warm", "both"}))
       ->capture_default_str();
   app->add_flag("--trace", a->trace, "Write a Chrome trace of every recorded request into --out");
-  app->add_option("--out", a->out, "Output directory (requests.json, summary.json, summary.csv)")
+  app->add_flag("--no-plots", a->no_plots, "Do not render the PNG plots (bench/plot_reprefill.py)");
+  app->add_option("--out", a->out,
+                  "Output directory: requests.json/.csv, summary.json/.csv, PNG plots")
       ->required();
   out.push_back({app, [a]() { return Run(*a); }});
 }

@@ -1,0 +1,119 @@
+// `ckv bench reprefill` end to end through the CLI on the bundled model: the files it promises
+// in --out, their fields and row counts, the plots, and argument errors.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "test_util.h"
+
+namespace ckv {
+namespace {
+
+struct Ran {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+Ran RunCli(const std::string& args) {
+  const std::string cmd = std::string(CKV_CLI_PATH) + " " + args + " 2>&1";
+  Ran r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+int Lines(const std::string& path) {
+  std::ifstream in(path);
+  int n = 0;
+  for (std::string line; std::getline(in, line);) ++n;
+  return n;
+}
+
+std::string Common(const std::string& dir) {
+  return "bench reprefill --store " + dir + "/store --text " + test::SharedDir() +
+         "/data/tinystories.txt --prefix-tokens 160 --suffix-tokens 8 --requests 3 ";
+}
+
+TEST(CliBenchReprefill, WritesEveryPromisedFileWithTheSummaryFields) {
+  const std::string dir = test::MakeTempDir("cli-bench");
+  const Ran r = RunCli(Common(dir) +
+                       "--workload manyshot --prefixes 2 --shot-tokens 40 "
+                       "--systems contiguouskv,impress,as-lru,recompute --budgets 0.25,0.5 "
+                       "--mode both --cache-bytes 1000000 --no-plots --out " +
+                       dir + "/out");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto summary = nlohmann::json::parse(test::ReadFileOrDie(dir + "/out/summary.json"));
+  // 2 modes x 4 systems x 2 budgets (recompute measured once, reported at both budgets).
+  ASSERT_EQ(summary.size(), 16u);
+  for (const auto& row : summary) {
+    for (const char* f :
+         {"system", "budget", "workload", "model", "prefix_tokens", "requests", "mean_ttft_ms",
+          "p95_ttft_ms", "mean_io_wait_ms", "mean_compute_ms", "ssd_bytes_read", "attended_bytes",
+          "read_amplification", "cache_hit_ratio"}) {
+      EXPECT_TRUE(row.contains(f)) << f;
+    }
+    EXPECT_EQ(row["workload"], "manyshot");
+    EXPECT_GT(row["mean_ttft_ms"].get<double>(), 0);
+    if (row["system"] == "recompute") {
+      EXPECT_EQ(row["ssd_bytes_read"].get<double>(), 0);
+    } else if (row["mode"] == "cold") {
+      EXPECT_GE(row["read_amplification"].get<double>(), 1.0);
+    }
+    if (row["mode"] == "warm" && row["system"] == "contiguouskv") {
+      EXPECT_EQ(row["cache_policy"], "attention");
+      EXPECT_GT(row["cache_hit_ratio"].get<double>(), 0);
+    }
+    if (row["mode"] == "cold") {
+      EXPECT_EQ(row["cache_policy"], "none");
+    }
+  }
+  const auto requests = nlohmann::json::parse(test::ReadFileOrDie(dir + "/out/requests.json"));
+  // Recorded requests: 3 per (mode, system, budget), recompute once per mode.
+  EXPECT_EQ(requests.size(), 2u * (3 * 2 * 3 + 3));
+  EXPECT_EQ(Lines(dir + "/out/requests.csv"), static_cast<int>(requests.size()) + 1);
+  EXPECT_EQ(Lines(dir + "/out/summary.csv"), 17);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/out/ttft_breakdown_manyshot_cold.png"));
+}
+
+TEST(CliBenchReprefill, RendersThePlotsWhenMatplotlibIsThere) {
+  if (std::system("/usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "python3-matplotlib is not installed";
+  }
+  const std::string dir = test::MakeTempDir("cli-bench-plots");
+  const Ran r = RunCli(Common(dir) +
+                       "--workload length-sweep --prefix-lengths 96,160 "
+                       "--systems contiguouskv,as-lru --budgets 0.25 --out " +
+                       dir + "/out");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/out/length_sweep_cold.png")) << r.output;
+}
+
+TEST(CliBenchReprefill, BadArgumentsAreNamed) {
+  const std::string dir = test::MakeTempDir("cli-bench-bad");
+  Ran r = RunCli(Common(dir) + "--systems contiguouskv --budgets-for impress:0.1 --out " + dir);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--budgets-for names impress"), std::string::npos) << r.output;
+  r = RunCli(Common(dir) + "--systems contiguouskv --mode warm --out " + dir);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--cache-bytes"), std::string::npos) << r.output;
+  r = RunCli(Common(dir) + "--systems lmcache --out " + dir);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("lmcache"), std::string::npos) << r.output;
+  r = RunCli(Common(dir) + "--systems contiguouskv --cache-policy lru --out " + dir);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--cache-policies"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace ckv

@@ -4,11 +4,11 @@
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <vector>
 
 #include "ckv/tokenizer.h"
+#include "common/text_file.h"
 #include "model/model_weights.h"
 #include "model/safetensors.h"
 
@@ -89,14 +89,6 @@ Status CopyTokenizer(const std::string& from, const std::string& to, int vocab_s
   return Status::OK();
 }
 
-Status WriteText(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  out.close();
-  if (!out) return Status::IOError("cannot write " + path);
-  return Status::OK();
-}
-
 }  // namespace
 
 std::optional<ModelConfig> NamedConfig(const std::string& name) {
@@ -127,7 +119,7 @@ Status SynthesizeModel(const ModelConfig& config, const std::string& out_dir,
   cfg.torch_dtype = opts.dtype == DType::kF32   ? "float32"
                     : opts.dtype == DType::kF16 ? "float16"
                                                 : "bfloat16";
-  CKV_RETURN_IF_ERROR(WriteText(out_dir + "/config.json", cfg.ToJsonText()));
+  CKV_RETURN_IF_ERROR(WriteTextFile(out_dir + "/config.json", cfg.ToJsonText()));
 
   // Group tensors into shards of bounded size, in file order.
   const auto expected = ExpectedTensors(cfg);
@@ -172,7 +164,7 @@ Status SynthesizeModel(const ModelConfig& config, const std::string& out_dir,
     fs::remove(out_dir + "/model.safetensors.index.json", ec);  // stale from an earlier run
   } else {
     nlohmann::json index{{"metadata", nlohmann::json::object()}, {"weight_map", weight_map}};
-    CKV_RETURN_IF_ERROR(WriteText(out_dir + "/model.safetensors.index.json", index.dump(2)));
+    CKV_RETURN_IF_ERROR(WriteTextFile(out_dir + "/model.safetensors.index.json", index.dump(2)));
   }
   if (!opts.tokenizer_dir.empty()) {
     CKV_RETURN_IF_ERROR(CopyTokenizer(opts.tokenizer_dir, out_dir, cfg.vocab_size));

@@ -17,6 +17,7 @@
 #include "ckv/prefix_store.h"
 #include "ckv/reprefill.h"
 #include "cli_common.h"
+#include "common/text_file.h"
 #include "engine/transformer.h"
 
 namespace ckv::cli {
@@ -122,14 +123,6 @@ nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
           {"cache_hit_ratio", lookups > 0 ? hits / lookups : 0.0},
           {"attended_fraction", frac / n},
           {"probe_vote_fraction", probe_layers > 0 ? probe_votes / probe_layers : 0.0}};
-}
-
-Status WriteText(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  out.close();
-  if (!out) return Status::IOError("cannot write " + path);
-  return Status::OK();
 }
 
 // One line per row; strings quoted (notes hold commas), numbers as JSON writes them.
@@ -385,10 +378,10 @@ int Run(BenchArgs& a) {
   std::vector<std::string> request_fields;
   if (!rows.empty())
     for (const auto& [key, value] : rows[0].items()) request_fields.push_back(key);
-  for (const Status& st : {WriteText(a.out + "/requests.json", rows.dump(1) + "\n"),
-                           WriteText(a.out + "/requests.csv", Csv(rows, request_fields)),
-                           WriteText(a.out + "/summary.json", summary.dump(1) + "\n"),
-                           WriteText(a.out + "/summary.csv", Csv(summary, summary_fields))}) {
+  for (const Status& st : {WriteTextFile(a.out + "/requests.json", rows.dump(1) + "\n"),
+                           WriteTextFile(a.out + "/requests.csv", Csv(rows, request_fields)),
+                           WriteTextFile(a.out + "/summary.json", summary.dump(1) + "\n"),
+                           WriteTextFile(a.out + "/summary.csv", Csv(summary, summary_fields))}) {
     if (!st.ok()) return Fail(st);
   }
   if (!a.no_plots) RenderPlots(a.out);

@@ -6,8 +6,8 @@
 - speedup_<workload>_<mode>.png: TTFT of each baseline / ContiguousKV vs budget;
 - bytes_<workload>_<mode>.png: SSD bytes read and bytes attended per request vs budget;
 - length_sweep_<mode>.png (length-sweep): TTFT and speed-up vs prefix length, per budget;
-- cache_policies_<workload>.png (warm rows with several cache policies): mean TTFT and cache
-  hit ratio per system and policy.
+- cache_policies_<workload>.png (warm rows with several cache policies): mean TTFT, SSD bytes
+  read and cache hit ratio per system and policy.
 
     bench/plot_reprefill.py DIR [--png-dir OUT]
 
@@ -152,15 +152,18 @@ def cache_policies(rows, out, workload):
     keys = list(dict.fromkeys((r["system"], r["cache_policy"]) for r in rows))
     budgets = sorted({r["budget"] for r in rows})
     by = {(r["system"], r["cache_policy"], r["budget"]): r for r in rows}
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (a1, a3, a2) = plt.subplots(1, 3, figsize=(16, 4.5))
     width = 0.8 / len(keys)
     for i, (s, p) in enumerate(keys):
         xs = [b_i + i * width for b_i in range(len(budgets))]
         t = [by[(s, p, b)]["mean_ttft_ms"] if (s, p, b) in by else 0 for b in budgets]
         h = [by[(s, p, b)]["cache_hit_ratio"] if (s, p, b) in by else 0 for b in budgets]
+        mb = [by[(s, p, b)]["ssd_bytes_read"] / 1e6 if (s, p, b) in by else 0 for b in budgets]
         a1.bar(xs, t, width, color=f"C{i}", label=f"{s} / {p}")
         a2.bar(xs, h, width, color=f"C{i}", label=f"{s} / {p}")
-    for a, yl in ((a1, "mean TTFT (ms)"), (a2, "cache hit ratio (chunk lookups)")):
+        a3.bar(xs, mb, width, color=f"C{i}", label=f"{s} / {p}")
+    for a, yl in ((a1, "mean TTFT (ms)"), (a2, "cache hit ratio (unit lookups)"),
+                  (a3, "SSD MB read per request")):
         a.set_xticks([b_i + 0.4 - width / 2 for b_i in range(len(budgets))])
         a.set_xticklabels([f"{b:g}" for b in budgets])
         a.set_xlabel("budget r")

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 OURS = "contiguouskv"
 OWN_POLICY = {"contiguouskv": "attention", "contiguouskv-summaries": "attention", "as-lru": "lru",
-              "as-h2o-lru": "lru", "impress": "impress"}
+              "as-h2o-lru": "lru", "impress": "impress", "impress-vote": "impress"}
 
 
 def shared_budgets(rows):
@@ -192,11 +192,14 @@ def main():
             length_sweep(own_policy_rows(g), out, mode)
             continue
         own = own_policy_rows(g)
+        if not own:
+            print(f"{workload} {mode}: no system ran with its own cache policy; only the policy plot")
         tag = f"{workload}_{mode}"
-        title = f"{model_name(g)}, {workload}, prefix {own[0]['prefix_tokens']} tokens, {mode}"
-        breakdown(own, out, tag, title)
-        speedup(own, out, tag, title)
-        bytes_read(own, out, tag, title)
+        if own:
+            title = f"{model_name(g)}, {workload}, prefix {own[0]['prefix_tokens']} tokens, {mode}"
+            breakdown(own, out, tag, title)
+            speedup(own, out, tag, title)
+            bytes_read(own, out, tag, title)
         per_system = defaultdict(set)
         for r in g:
             per_system[r["system"]].add(r.get("cache_policy", "none"))

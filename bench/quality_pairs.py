@@ -70,11 +70,20 @@ def main():
               f"{100 * o['top1_agreement']:.1f}% | {o['mean_kl']:.4f} | {better} |")
 
     bench = {}
+    own = {"contiguouskv": "attention", "contiguouskv-summaries": "attention", "as-lru": "lru",
+           "as-h2o-lru": "lru", "impress": "impress", "impress-vote": "impress"}
     if args.bench:
         with open(args.bench) as f:
             for r in json.load(f):
-                if r.get("mode", "cold") == args.mode:
-                    bench[(r["system"], round(r["budget"], 6))] = r
+                if r.get("mode", "cold") != args.mode:
+                    continue
+                if r.get("cache_policy", "none") not in ("none", own.get(r["system"])):
+                    continue
+                key = (r["system"], round(r["budget"], 6))
+                if key in bench:
+                    raise SystemExit(f"--bench has several {args.mode} rows for {key} (workloads or prefix "
+                                     "lengths): give it a summary.json of one workload")
+                bench[key] = r
     print("\n### Iso-quality\n")
     print("| baseline | budget | top-1 | mean KL | smallest ContiguousKV budget at least as good | top-1 | mean KL |"
           + (" baseline TTFT ms | ContiguousKV TTFT ms | ratio |" if bench else ""))

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
 
 #include "test_util.h"
@@ -29,11 +30,17 @@ class QualityTest : public ::testing::Test {
     o.store_dir = test::MakeTempDir("quality");
     return o;
   }
-  static const QualityRow* Find(const std::vector<QualityRow>& rows, const std::string& system,
-                                double budget) {
+  // The pooled row; a missing one fails the test and yields a row no expectation accepts.
+  static QualityRow Find(const std::vector<QualityRow>& rows, const std::string& system,
+                         double budget) {
     for (const auto& r : rows)
-      if (r.system == system && r.budget == budget && r.prefix_tokens == 0) return &r;
-    return nullptr;
+      if (r.system == system && r.budget == budget && r.prefix_tokens == 0) return r;
+    ADD_FAILURE() << "no pooled row for " << system << " at " << budget;
+    QualityRow missing;
+    missing.windows = -1;
+    missing.top1_agreement = missing.mean_kl = missing.attended_fraction = -1;
+    missing.probe_vote_fraction = -1;
+    return missing;
   }
   static Model* model_;
   static std::string text_;
@@ -48,13 +55,12 @@ TEST_F(QualityTest, EverySystemAtBudgetOneIsFullAttention) {
   auto rows = EvaluateQuality(*model_, text_, o);
   ASSERT_TRUE(rows.ok()) << rows.status().ToString();
   for (const std::string& s : o.systems) {
-    const QualityRow* r = Find(*rows, s, 1.0);
-    ASSERT_NE(r, nullptr) << s;
-    EXPECT_EQ(r->windows, 2) << s;
-    EXPECT_EQ(r->top1_agreement, 1.0) << s;
-    EXPECT_LT(r->mean_kl, 1e-9) << s;
-    EXPECT_DOUBLE_EQ(r->mean_nll, r->full_mean_nll) << s;
-    EXPECT_DOUBLE_EQ(r->attended_fraction, 1.0) << s;
+    const QualityRow r = Find(*rows, s, 1.0);
+    EXPECT_EQ(r.windows, 2) << s;
+    EXPECT_EQ(r.top1_agreement, 1.0) << s;
+    EXPECT_LT(std::abs(r.mean_kl), 1e-9) << s;
+    EXPECT_DOUBLE_EQ(r.mean_nll, r.full_mean_nll) << s;
+    EXPECT_DOUBLE_EQ(r.attended_fraction, 1.0) << s;
   }
 }
 
@@ -66,19 +72,19 @@ TEST_F(QualityTest, AttendedFractionsFollowEachSelectionRule) {
   ASSERT_TRUE(rows.ok()) << rows.status().ToString();
   // Token-level selections attend their budget; ContiguousKV adds whole forced chunks on top;
   // AS+LRU loads and attends everything.
-  EXPECT_NEAR(Find(*rows, "as-h2o-lru", 0.25)->attended_fraction, 0.25, 0.01);
-  EXPECT_NEAR(Find(*rows, "impress", 0.25)->attended_fraction, 0.25, 0.01);
-  EXPECT_NEAR(Find(*rows, "impress-vote", 0.25)->attended_fraction, 0.25, 0.01);
-  EXPECT_EQ(Find(*rows, "impress-vote", 0.25)->probe_vote_fraction, 1.0);
-  EXPECT_GT(Find(*rows, "contiguouskv", 0.25)->attended_fraction, 0.25);
-  const QualityRow* full = Find(*rows, "as-lru", 0.25);
-  EXPECT_DOUBLE_EQ(full->attended_fraction, 1.0);
-  EXPECT_LT(full->mean_kl, 1e-9);
+  EXPECT_NEAR(Find(*rows, "as-h2o-lru", 0.25).attended_fraction, 0.25, 0.01);
+  EXPECT_NEAR(Find(*rows, "impress", 0.25).attended_fraction, 0.25, 0.01);
+  EXPECT_NEAR(Find(*rows, "impress-vote", 0.25).attended_fraction, 0.25, 0.01);
+  EXPECT_EQ(Find(*rows, "impress-vote", 0.25).probe_vote_fraction, 1.0);
+  EXPECT_GT(Find(*rows, "contiguouskv", 0.25).attended_fraction, 0.25);
+  const QualityRow full = Find(*rows, "as-lru", 0.25);
+  EXPECT_DOUBLE_EQ(full.attended_fraction, 1.0);
+  EXPECT_LT(std::abs(full.mean_kl), 1e-9);
   for (const auto& r : *rows) EXPECT_GT(r.windows, 0);
-  const double votes = Find(*rows, "impress", 0.25)->probe_vote_fraction;
+  const double votes = Find(*rows, "impress", 0.25).probe_vote_fraction;
   EXPECT_GE(votes, 0.0);
   EXPECT_LE(votes, 1.0);
-  EXPECT_EQ(Find(*rows, "contiguouskv", 0.25)->probe_vote_fraction, 0.0);
+  EXPECT_EQ(Find(*rows, "contiguouskv", 0.25).probe_vote_fraction, 0.0);
 }
 
 TEST_F(QualityTest, UnknownAndMeaninglessSystemsAreRefused) {
@@ -88,6 +94,12 @@ TEST_F(QualityTest, UnknownAndMeaninglessSystemsAreRefused) {
   auto rows = EvaluateQuality(*model_, text_, o);
   ASSERT_FALSE(rows.ok());
   EXPECT_NE(rows.status().ToString().find("vllm"), std::string::npos);
+  o.systems = {"contiguouskv"};
+  o.budgets = {1.5};
+  rows = EvaluateQuality(*model_, text_, o);
+  ASSERT_FALSE(rows.ok());
+  EXPECT_NE(rows.status().ToString().find("(0, 1]"), std::string::npos);
+  o.budgets = {0.5};
   o.systems = {"recompute"};
   rows = EvaluateQuality(*model_, text_, o);
   ASSERT_FALSE(rows.ok());

@@ -245,6 +245,36 @@ TEST_F(ReprefillTest, AttentionGuidedCacheKeepsTheScoringKeysUnderPressure) {
   EXPECT_GT(second_scoring["lru"], 0);
 }
 
+TEST_F(ReprefillTest, ScoringKeysEnterAFullCacheWithTheirImportance) {
+  auto store = OpenStore();
+  const int64_t np = 300;
+  const std::vector<int32_t> target = Ids(np + 8);
+  std::vector<int32_t> other(all_ids_.begin() + 100, all_ids_.begin() + 100 + np + 8);
+  ASSERT_TRUE(StorePrefix(*model_, *store, StoreLayout::PeriodMajor(16, 8), Ids(np)).ok());
+  ASSERT_TRUE(
+      StorePrefix(*model_, *store, StoreLayout::PeriodMajor(16, 8), std::span(other).first(np))
+          .ok());
+  ReprefillOptions o;
+  o.budget = 0.5;
+  auto cold = Run(*store, target, o);
+  ASSERT_TRUE(cold.ok());
+  const int64_t scoring = cold->stats.scoring_bytes_read;
+  ReprefillEngine::Config ec;
+  ec.cache_bytes = scoring + (cold->stats.ssd_bytes_read - scoring) / 2;
+  auto e = ReprefillEngine::Create(*model_, *store, ec);
+  ASSERT_TRUE(e.ok());
+  // The other prefix fills the cache first; then the target's scoring keys come in. Entering
+  // with no importance, each would evict the one before it.
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE((*e)->Run(other, o).ok());
+  auto first = (*e)->Run(target, o);
+  auto second = (*e)->Run(target, o);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->stats.scoring_bytes_read, scoring);
+  EXPECT_LT(second->stats.scoring_bytes_read, scoring / 2);
+  EXPECT_GT(second->stats.scoring_bytes_hit, scoring / 2);
+  EXPECT_EQ(first->first_logits, second->first_logits);
+}
+
 TEST_F(ReprefillTest, NoPrefixMeansPlainPrefillAndCorruptionFallsBackToRecompute) {
   auto store = OpenStore();
   ReprefillOptions o;

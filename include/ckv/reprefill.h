@@ -54,7 +54,8 @@ struct ReprefillStats {
   double decode_ms = 0;            // after the first token
   int64_t ssd_bytes_read = 0;      // everything read from the store for this request
   int64_t scoring_bytes_read = 0;  // of which for chunk scoring (keys / summaries)
-  int64_t cache_bytes_hit = 0;     // prefix KV served from the memory cache
+  int64_t cache_bytes_hit = 0;     // prefix KV attended that the memory cache served
+  int64_t scoring_bytes_hit = 0;   // scoring reads (keys, probe copy) the memory cache served
   int64_t attended_bytes = 0;      // prefix KV bytes attended (K+V, all layers, real tokens)
   double read_amplification = 0;   // KV bytes read from SSD / attended bytes read from SSD
   // The same without mispredicted speculative reads: what chunk granularity itself costs

@@ -44,6 +44,12 @@ Result<std::vector<QualityRow>> EvaluateQuality(const Model& model, const std::s
                                                 const QualityOptions& opts,
                                                 const std::function<void(double)>& progress) {
   if (model.tokenizer() == nullptr) return Status::InvalidArgument("model has no tokenizer");
+  if (opts.budgets.empty() || opts.systems.empty())
+    return Status::InvalidArgument("quality: --budgets and --systems must not be empty");
+  for (double b : opts.budgets) {
+    if (!(b > 0 && b <= 1))
+      return Status::InvalidArgument("quality: budget " + std::to_string(b) + " is not in (0, 1]");
+  }
   CKV_ASSIGN_OR_RETURN(std::vector<int32_t> ids, model.tokenizer()->Encode(text, false));
   const int vocab = model.config().vocab_size;
   const auto bos = model.tokenizer()->bos_id();

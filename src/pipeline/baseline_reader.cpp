@@ -60,7 +60,17 @@ Status PrefixRangeReader::Wait(const FetchedRange& r) {
 }
 
 void PrefixRangeReader::Account(const FetchedRange& r, bool scoring) const {
-  if (!r.from_ssd()) return;
+  if (!r.from_ssd()) {
+    // Fetch counted the hit as attended data; identification reads are kept apart so the
+    // amplification and hit ratio speak of the data attended.
+    if (scoring && r.cached) {
+      const auto n = static_cast<int64_t>(r.cached->size());
+      ctx_.stats->cache_bytes_hit -= n;
+      --ctx_.stats->cache_hits;
+      ctx_.stats->scoring_bytes_hit += n;
+    }
+    return;
+  }
   (scoring ? ctx_.stats->scoring_bytes_read : ctx_.stats->ssd_bytes_read) += r.length;
 }
 

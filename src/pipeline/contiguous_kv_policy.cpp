@@ -56,6 +56,7 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     shape_ = AttentionShape{cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, DType::kBF16};
     finished_.clear();
     scoring_keys_.clear();
+    scoring_copies_.clear();
     selections_.assign(periods_, {});
     units_.assign(periods_, {});
     importance_.assign(periods_, {});
@@ -189,18 +190,15 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     if (ctx_.cache != nullptr) {
       if (auto hit = ctx_.cache->Lookup(data->key)) {
         data->cached = std::move(hit);
-        ctx_.stats->cache_bytes_hit += static_cast<int64_t>(data->cached->size());
-        ++ctx_.stats->cache_hits;
+        ctx_.stats->scoring_bytes_hit += static_cast<int64_t>(data->cached->size());
         scoring_keys_[period].push_back(data->key);
         return data;
       }
-      ++ctx_.stats->cache_misses;
     }
     const StoreFile& f = ctx_.prefix->files()[unit.file];
     data->slot = ctx_.loader->Load(f.direct_fd >= 0 ? f.direct_fd : f.fd, unit.offset, unit.length,
                                    std::move(verify), std::move(label));
     issued_.push_back(data->slot);
-    scoring_keys_[period].push_back(data->key);
     ctx_.stats->scoring_bytes_read += unit.length;
     return data;
   }
@@ -241,9 +239,11 @@ class ContiguousKVPolicy : public KVSourcePolicy {
       }
       if (ctx_.tracer->enabled())
         ctx_.tracer->Complete(Tracer::kCompute, "score chunks", sb, ctx_.tracer->NowUs());
+      // Copies go into the cache when the period is finished, with their importance: inserted
+      // now, with none, a full cache would evict each one as the next came in.
       if (ctx_.cache != nullptr) {
         for (auto& u : scoring_units_[period]) {
-          if (u->slot) ctx_.cache->Insert(u->key, CopyOf(*u));
+          if (u->slot) scoring_copies_[period].emplace_back(u->key, CopyOf(*u));
         }
       }
       scoring_units_[period].clear();  // release the buffers
@@ -394,6 +394,10 @@ class ContiguousKVPolicy : public KVSourcePolicy {
       // for each on the next request.
       double top = 0;
       for (const auto& [chunk, imp] : importance_[period]) top = std::max(top, imp);
+      for (auto& [key, data] : scoring_copies_[period]) {
+        ctx_.cache->Insert(key, std::move(data));
+        ctx_.cache->Feedback(key, top, 1.0);
+      }
       for (const ChunkKey& key : scoring_keys_[period]) ctx_.cache->Feedback(key, top, 1.0);
       for (auto& [key, u] : units_[period]) {
         const int64_t chunk = chunk_of_.at(key);
@@ -404,6 +408,7 @@ class ContiguousKVPolicy : public KVSourcePolicy {
       }
     }
     scoring_keys_.erase(period);
+    scoring_copies_.erase(period);
     units_[period].clear();
   }
 
@@ -417,7 +422,10 @@ class ContiguousKVPolicy : public KVSourcePolicy {
   std::map<ChunkKey, int64_t> chunk_of_;
   std::vector<std::map<int64_t, double>> importance_;
   std::vector<std::vector<std::shared_ptr<UnitData>>> scoring_units_;
-  std::map<int, std::vector<ChunkKey>> scoring_keys_;  // per period, until it is finished
+  // Per period until it is finished: scoring units the cache served, and copies of the ones
+  // read from SSD, to insert with their importance.
+  std::map<int, std::vector<ChunkKey>> scoring_keys_;
+  std::map<int, std::vector<std::pair<ChunkKey, ChunkCache::Data>>> scoring_copies_;
   std::set<int> finished_;
   // Weak: a slot's buffer returns to the bounded pool as soon as its layers are done.
   std::vector<std::weak_ptr<UnitSlot>> issued_;

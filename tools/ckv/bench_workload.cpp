@@ -120,6 +120,7 @@ Result<std::vector<Workload>> MakeWorkloads(const WorkloadArgs& a, const std::ve
     return std::vector<Workload>{Zipf(a, text, bos)};
   }
   if (a.name == "length-sweep") {
+    if (a.prefix_lengths.empty()) return Status::InvalidArgument("--prefix-lengths is empty");
     std::vector<Workload> out;
     for (int64_t len : a.prefix_lengths) {
       if (len < 2) return Status::InvalidArgument("--prefix-lengths must be at least 2");

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -158,16 +159,24 @@ void RenderPlots(const std::string& out) {
   }
   std::vector<char*> argv = {const_cast<char*>(script.c_str()), const_cast<char*>(out.c_str()),
                              nullptr};
+  // The script's messages go to stderr: stdout carries the summary JSON.
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
   pid_t pid = 0;
-  if (::posix_spawn(&pid, script.c_str(), nullptr, nullptr, argv.data(), environ) != 0) {
+  const int spawned = ::posix_spawn(&pid, script.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) {
     std::cerr << "warning: no plots: cannot run " << script << "\n";
     return;
   }
   int status = 0;
-  ::waitpid(pid, &status, 0);
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     std::cerr << "warning: " << script
-              << " failed, no plots (it needs python3-matplotlib); the data is in " << out << "\n";
+              << " failed (see above; it needs python3-matplotlib): no plots; the data is in "
+              << out << "\n";
   }
 }
 
@@ -205,6 +214,20 @@ int Run(BenchArgs& a) {
   for (const std::string& system : a.systems) {
     ReprefillOptions probe;
     if (Status st = ApplySystemName(system, probe); !st.ok()) return Fail(st);
+  }
+  for (double b : a.budgets) {
+    if (!(b > 0 && b <= 1)) {
+      return Fail(Status::InvalidArgument("--budgets: " + std::to_string(b) + " is not in (0, 1]"));
+    }
+  }
+  if (a.budgets.empty()) return Fail(Status::InvalidArgument("--budgets is empty"));
+  if (a.mode == "cold" && a.cache_policies != std::vector<std::string>{"own"}) {
+    std::cerr << "warning: --cache-policies applies to warm runs; cold runs have no cache\n";
+  }
+  {
+    std::error_code ec;
+    std::filesystem::create_directories(a.out, ec);
+    if (ec) return Fail(Status::IOError("cannot create --out " + a.out + ": " + ec.message()));
   }
   std::map<std::string, std::vector<double>> budgets_of;
   for (const std::string& system : a.systems) budgets_of[system] = a.budgets;
@@ -245,9 +268,6 @@ int Run(BenchArgs& a) {
     if (std::find(layouts.begin(), layouts.end(), l) == layouts.end()) layouts.push_back(l);
   }
   if (Status st = StoreMissing(**model, **store, *loads, layouts); !st.ok()) return Fail(st);
-  std::error_code ec;
-  std::filesystem::create_directories(a.out, ec);
-  if (ec) return Fail(Status::IOError("cannot create --out " + a.out + ": " + ec.message()));
 
   // Unrecorded requests first: the first one pays for faulting in mmapped weights (seconds at
   // 7B) and oneDNN's JIT of each shape, which would land on whichever system runs first.
@@ -335,6 +355,13 @@ int Run(BenchArgs& a) {
                 }
                 auto res = engine->Run(w.requests[r].tokens, o);
                 if (!res.ok()) return Fail(res.status().WithContext(system));
+                // A request that did not use its stored prefix measured a plain prefill.
+                if (system != "recompute" && (res->stats.prefix_id.empty() ||
+                                              res->stats.note.rfind("stored prefix", 0) == 0)) {
+                  return Fail(Status::Internal(system + " did not use the stored prefix (" +
+                                               res->stats.note +
+                                               "); is --store-max-bytes too small?"));
+                }
                 if (pass == 1) {
                   nlohmann::json row = StatsJson(res->stats);
                   row["system"] = system;
@@ -399,6 +426,7 @@ void RegisterBenchReprefill(CLI::App& bench, std::vector<Command>& out) {
   AddStoreOptions(*app, a->store);
   AddEngineOptions(*app, a->engine);
   a->cache_policy_flag = app->get_option("--cache-policy");
+  a->cache_policy_flag->description("Not for bench reprefill: see --cache-policies");
   app->add_option("--text", a->text,
                   "Text the prefixes and suffixes are cut from (reused cyclically if short)")
       ->capture_default_str();
@@ -428,7 +456,8 @@ void RegisterBenchReprefill(CLI::App& bench, std::vector<Command>& out) {
       ->capture_default_str();
   app->add_option("--seed", w.seed, "Seed of the request stream")->capture_default_str();
   app->add_option("--systems", a->systems,
-                  "contiguouskv, contiguouskv-summaries, as-lru, as-h2o-lru, impress, recompute")
+                  "contiguouskv, contiguouskv-summaries, as-lru, as-h2o-lru, impress, "
+                  "impress-vote, recompute")
       ->delimiter(',')
       ->capture_default_str();
   app->add_option("--budgets", a->budgets, "Budgets r")->delimiter(',')->capture_default_str();
@@ -436,6 +465,7 @@ void RegisterBenchReprefill(CLI::App& bench, std::vector<Command>& out) {
                   "SYSTEM:B1,B2,... budgets for one system instead of --budgets (repeatable; "
                   "e.g. a fine grid for contiguouskv to pair with IMPRESS at equal quality)");
   app->add_option("--scoring", a->scoring, "full | summaries (for contiguouskv)")
+      ->check(CLI::IsMember({"full", "summaries"}))
       ->capture_default_str();
   app->add_option("--cache-policies", a->cache_policies,
                   "Warm runs: memory-cache eviction to compare (own = each system's own: "

@@ -39,7 +39,7 @@ void RegisterEval(CLI::App& root, std::vector<Command>& out) {
       ->add_option(
           "--systems", a->q.systems,
           "contiguouskv, contiguouskv-summaries, random (ContiguousKV's budget, random chunks), "
-          "as-lru, as-h2o-lru, impress")
+          "as-lru, as-h2o-lru, impress, impress-vote")
       ->delimiter(',')
       ->capture_default_str();
   quality->add_option("--windows", a->q.windows, "Windows per (prefix, suffix) setting")

@@ -25,6 +25,7 @@ nlohmann::json StatsJson(const ReprefillStats& s) {
           {"ssd_bytes_read", s.ssd_bytes_read},
           {"scoring_bytes_read", s.scoring_bytes_read},
           {"cache_bytes_hit", s.cache_bytes_hit},
+          {"scoring_bytes_hit", s.scoring_bytes_hit},
           {"attended_bytes", s.attended_bytes},
           {"read_amplification", s.read_amplification},
           {"granularity_amplification", s.granularity_amplification},

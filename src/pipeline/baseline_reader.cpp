@@ -32,11 +32,8 @@ std::shared_ptr<FetchedRange> PrefixRangeReader::Fetch(
   if (ctx_.cache != nullptr) {
     if (auto hit = ctx_.cache->Lookup(key)) {
       r->cached = std::move(hit);
-      ctx_.stats->cache_bytes_hit += static_cast<int64_t>(r->cached->size());
-      ++ctx_.stats->cache_hits;
       return r;
     }
-    ++ctx_.stats->cache_misses;
   }
   const StoreFile& f = ctx_.prefix->files()[static_cast<size_t>(file)];
   r->slot = ctx_.loader->Load(f.direct_fd >= 0 ? f.direct_fd : f.fd, offset, length,
@@ -61,16 +58,18 @@ Status PrefixRangeReader::Wait(const FetchedRange& r) {
 
 void PrefixRangeReader::Account(const FetchedRange& r, bool scoring) const {
   if (!r.from_ssd()) {
-    // Fetch counted the hit as attended data; identification reads are kept apart so the
-    // amplification and hit ratio speak of the data attended.
-    if (scoring && r.cached) {
-      const auto n = static_cast<int64_t>(r.cached->size());
-      ctx_.stats->cache_bytes_hit -= n;
-      --ctx_.stats->cache_hits;
+    // Identification hits are kept apart, so the amplification and hit ratio speak of the data
+    // attended.
+    const auto n = static_cast<int64_t>(r.cached->size());
+    if (scoring) {
       ctx_.stats->scoring_bytes_hit += n;
+    } else {
+      ctx_.stats->cache_bytes_hit += n;
+      ++ctx_.stats->cache_hits;
     }
     return;
   }
+  if (ctx_.cache != nullptr) ++ctx_.stats->cache_misses;
   (scoring ? ctx_.stats->scoring_bytes_read : ctx_.stats->ssd_bytes_read) += r.length;
 }
 

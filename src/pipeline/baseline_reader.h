@@ -39,16 +39,19 @@ class PrefixRangeReader {
   void Reset(const RequestContext& ctx);
 
   ChunkKey Key(int file, RangeCut cut, int32_t group, uint64_t offset) const;
-  // From the cache (counted as a hit) or a new read on the I/O thread (a miss, when there is a
-  // cache). `offset` and `length` must be 4 KiB aligned. Byte accounting is the caller's.
+  // From the cache or a new read on the I/O thread. `offset` and `length` must be 4 KiB
+  // aligned. Accounting (bytes, hits, misses) is Account's, once the caller knows what the
+  // range was for.
   std::shared_ptr<FetchedRange> Fetch(int file, uint64_t offset, uint32_t length,
                                       const ChunkKey& key,
                                       std::function<Status(const std::byte*)> verify,
                                       std::string label);
   // Blocks until the range is in memory (counted as I/O wait); its read/verify status.
   Status Wait(const FetchedRange& r);
-  // Adds the bytes read from SSD to ssd_bytes_read (data attended or loaded to be attended)
-  // or to scoring_bytes_read (identification only). Cache hits add nothing.
+  // Counts a fetched range once: read from SSD, its bytes go to ssd_bytes_read (data attended
+  // or loaded to be attended) or scoring_bytes_read (identification only), and a cache miss
+  // when there is a cache; served by the cache, a hit (cache_hits, cache_bytes_hit) or, for
+  // identification, scoring_bytes_hit.
   void Account(const FetchedRange& r, bool scoring) const;
   // Copies a successfully read (and verified, if it had a check) range into the cache.
   void Insert(const FetchedRange& r) const;

@@ -42,7 +42,9 @@ struct ReprefillOptions {
 std::vector<std::string> ReprefillSystems();
 
 struct ReprefillStats {
-  std::string prefix_id;  // empty: no stored prefix matched (plain prefill)
+  // Empty when the request was a plain prefill: the recompute system, no stored prefix
+  // matched, or the stored prefix failed (then `note` says why).
+  std::string prefix_id;
   std::string system;
   std::string io_backend;
   int64_t prefix_tokens = 0;  // stored prefix tokens used

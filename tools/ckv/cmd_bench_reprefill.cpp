@@ -202,6 +202,74 @@ Result<std::pair<std::string, std::vector<double>>> ParseBudgetsFor(const std::s
   return std::make_pair(spec.substr(0, colon), budgets);
 }
 
+// The request options and engine configuration of one (system, budget, cache policy) point;
+// policy "none" runs without a memory cache.
+struct Point {
+  ReprefillOptions opts;
+  ReprefillEngine::Config engine;
+};
+
+Result<Point> PointFor(const BenchArgs& a, const StoreLayout& layout, const std::string& system,
+                       double budget, const std::string& policy) {
+  Point pt;
+  pt.opts.budget = budget;
+  pt.opts.scoring = a.scoring == "summaries" ? ScoringSource::kSummaries : ScoringSource::kFullKeys;
+  CKV_RETURN_IF_ERROR(ApplySystemName(system, pt.opts));
+  pt.engine = a.engine;
+  pt.engine.layout = DefaultLayoutFor(system, layout);
+  if (policy == "none") {
+    pt.engine.cache_bytes = 0;
+  } else {
+    pt.engine.cache_policy = policy;
+  }
+  return pt;
+}
+
+// Runs a workload's requests at one point and returns their stats, adding a row per request to
+// `rows`. Cold: a fresh engine per request. Warm: one engine whose cache a first, unrecorded
+// pass over the same requests fills.
+Result<std::vector<ReprefillStats>> Measure(const BenchArgs& a, const Model& model,
+                                            PrefixStore& store, const Workload& w,
+                                            const std::string& system, const std::string& mode,
+                                            const std::string& policy, double budget, Point pt,
+                                            nlohmann::json& rows) {
+  std::unique_ptr<ReprefillEngine> engine;
+  std::vector<ReprefillStats> runs;
+  for (int pass = mode == "warm" && policy != "none" ? 0 : 1; pass < 2; ++pass) {
+    for (size_t r = 0; r < w.requests.size(); ++r) {
+      if (mode == "cold" || !engine) {
+        CKV_ASSIGN_OR_RETURN(engine, ReprefillEngine::Create(model, store, pt.engine));
+      }
+      pt.opts.trace_path.clear();
+      if (a.trace && pass == 1) {
+        std::ostringstream name;
+        name << a.out << "/trace-" << w.name << "-" << w.MeanPrefixTokens() << "-" << mode << "-"
+             << system << "-" << policy << "-" << budget << "-" << r << ".json";
+        pt.opts.trace_path = name.str();
+      }
+      auto res = engine->Run(w.requests[r].tokens, pt.opts);
+      if (!res.ok()) return res.status().WithContext(system);
+      // A request that did not use its stored prefix measured a plain prefill.
+      if (system != "recompute" && res->stats.prefix_id.empty()) {
+        return Status::Internal(system + " did not use the stored prefix (" + res->stats.note +
+                                "); is --store-max-bytes too small?");
+      }
+      if (pass == 0) continue;
+      nlohmann::json row = StatsJson(res->stats);
+      row["system"] = system;
+      row["workload"] = w.name;
+      row["mode"] = mode;
+      row["cache_policy"] = policy;
+      row["budget"] = budget;
+      row["request"] = r;
+      row["prefix_index"] = w.requests[r].prefix;
+      rows.push_back(row);
+      runs.push_back(res->stats);
+    }
+  }
+  return runs;
+}
+
 int Run(BenchArgs& a) {
   if (a.cache_policy_flag != nullptr && a.cache_policy_flag->count() > 0) {
     return Fail(Status::InvalidArgument(
@@ -271,21 +339,15 @@ int Run(BenchArgs& a) {
 
   // Unrecorded requests first: the first one pays for faulting in mmapped weights (seconds at
   // 7B) and oneDNN's JIT of each shape, which would land on whichever system runs first.
-  for (const std::string& system : a.systems) {
-    if (system == "recompute") continue;
-    for (int i = 0; i < a.warmup; ++i) {
-      ReprefillOptions o;
-      o.budget = budgets_of[system].front();
-      if (Status st = ApplySystemName(system, o); !st.ok()) return Fail(st);
-      ReprefillEngine::Config ec2 = a.engine;
-      ec2.layout = DefaultLayoutFor(system, *layout);
-      ec2.cache_bytes = 0;
-      auto e = ReprefillEngine::Create(**model, **store, ec2);
-      if (!e.ok()) return Fail(e.status());
-      auto res = (*e)->Run((*loads)[0].requests[0].tokens, o);
-      if (!res.ok()) return Fail(res.status().WithContext("warm-up"));
-    }
-    break;
+  const auto first = std::find_if(a.systems.begin(), a.systems.end(),
+                                  [](const std::string& s) { return s != "recompute"; });
+  for (int i = 0; first != a.systems.end() && i < a.warmup; ++i) {
+    auto pt = PointFor(a, *layout, *first, budgets_of[*first].front(), "none");
+    if (!pt.ok()) return Fail(pt.status());
+    auto e = ReprefillEngine::Create(**model, **store, pt->engine);
+    if (!e.ok()) return Fail(e.status());
+    auto res = (*e)->Run((*loads)[0].requests[0].tokens, pt->opts);
+    if (!res.ok()) return Fail(res.status().WithContext("warm-up"));
   }
 
   nlohmann::json rows = nlohmann::json::array();
@@ -308,24 +370,14 @@ int Run(BenchArgs& a) {
         for (const std::string& policy : policies) {
           nlohmann::json budget_free;  // recompute: measured once, reported at every budget
           for (double budget : budgets_of[system]) {
-            ReprefillOptions o;
-            o.budget = budget;
-            o.scoring =
-                a.scoring == "summaries" ? ScoringSource::kSummaries : ScoringSource::kFullKeys;
-            if (Status st = ApplySystemName(system, o); !st.ok()) return Fail(st);
-            ReprefillEngine::Config ec2 = a.engine;
-            ec2.layout = DefaultLayoutFor(system, *layout);
-            if (policy == "none") {
-              ec2.cache_bytes = 0;
-            } else {
-              ec2.cache_policy = policy;
-            }
+            auto pt = PointFor(a, *layout, system, budget, policy);
+            if (!pt.ok()) return Fail(pt.status());
             nlohmann::json srow{{"system", system},
                                 {"budget", budget},
                                 {"workload", w.name},
                                 {"mode", mode},
                                 {"cache_policy", policy},
-                                {"cache_bytes", ec2.cache_bytes},
+                                {"cache_bytes", pt->engine.cache_bytes},
                                 {"model", a.model},
                                 {"prefix_tokens", w.MeanPrefixTokens()},
                                 {"prefixes", w.prefixes.size()},
@@ -336,47 +388,10 @@ int Run(BenchArgs& a) {
               summary.push_back(srow);
               continue;
             }
-            std::unique_ptr<ReprefillEngine> engine;
-            std::vector<ReprefillStats> runs;
-            // Warm: one engine whose cache a first (unrecorded) pass over the requests fills.
-            for (int pass = mode == "warm" && policy != "none" ? 0 : 1; pass < 2; ++pass) {
-              for (size_t r = 0; r < w.requests.size(); ++r) {
-                if (mode == "cold" || !engine) {
-                  auto e = ReprefillEngine::Create(**model, **store, ec2);
-                  if (!e.ok()) return Fail(e.status());
-                  engine = std::move(e).value();
-                }
-                o.trace_path.clear();
-                if (a.trace && pass == 1) {
-                  std::ostringstream name;
-                  name << a.out << "/trace-" << w.name << "-" << w.MeanPrefixTokens() << "-" << mode
-                       << "-" << system << "-" << policy << "-" << budget << "-" << r << ".json";
-                  o.trace_path = name.str();
-                }
-                auto res = engine->Run(w.requests[r].tokens, o);
-                if (!res.ok()) return Fail(res.status().WithContext(system));
-                // A request that did not use its stored prefix measured a plain prefill.
-                if (system != "recompute" && (res->stats.prefix_id.empty() ||
-                                              res->stats.note.rfind("stored prefix", 0) == 0)) {
-                  return Fail(Status::Internal(system + " did not use the stored prefix (" +
-                                               res->stats.note +
-                                               "); is --store-max-bytes too small?"));
-                }
-                if (pass == 1) {
-                  nlohmann::json row = StatsJson(res->stats);
-                  row["system"] = system;
-                  row["workload"] = w.name;
-                  row["mode"] = mode;
-                  row["cache_policy"] = policy;
-                  row["budget"] = budget;
-                  row["request"] = r;
-                  row["prefix_index"] = w.requests[r].prefix;
-                  rows.push_back(row);
-                  runs.push_back(res->stats);
-                }
-              }
-            }
-            const nlohmann::json measured = SummaryRow(runs);
+            auto runs = Measure(a, **model, **store, w, system, mode, policy, budget,
+                                std::move(pt).value(), rows);
+            if (!runs.ok()) return Fail(runs.status());
+            const nlohmann::json measured = SummaryRow(*runs);
             if (system == "recompute") {
               budget_free = measured;
               budget_free["budget_independent"] = true;

@@ -23,9 +23,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from reprefill_rows import has_own_policy  # noqa: E402
+
 OURS = "contiguouskv"
-OWN_POLICY = {"contiguouskv": "attention", "contiguouskv-summaries": "attention", "as-lru": "lru",
-              "as-h2o-lru": "lru", "impress": "impress", "impress-vote": "impress"}
 
 
 def shared_budgets(rows):
@@ -40,8 +40,7 @@ def shared_budgets(rows):
 
 def own_policy_rows(rows):
     """Each system with its own cache policy (cold rows and recompute have none)."""
-    return [r for r in rows
-            if r.get("cache_policy", "none") in ("none", OWN_POLICY.get(r["system"], "none"))]
+    return [r for r in rows if has_own_policy(r)]
 
 
 def model_name(rows):

@@ -18,6 +18,8 @@ chosen budgets and IMPRESS at 5% and 10% (same run, same machine). Prints markdo
 import argparse
 import json
 
+from reprefill_rows import has_own_policy
+
 OURS = "contiguouskv"
 
 
@@ -70,14 +72,12 @@ def main():
               f"{100 * o['top1_agreement']:.1f}% | {o['mean_kl']:.4f} | {better} |")
 
     bench = {}
-    own = {"contiguouskv": "attention", "contiguouskv-summaries": "attention", "as-lru": "lru",
-           "as-h2o-lru": "lru", "impress": "impress", "impress-vote": "impress"}
     if args.bench:
         with open(args.bench) as f:
             for r in json.load(f):
                 if r.get("mode", "cold") != args.mode:
                     continue
-                if r.get("cache_policy", "none") not in ("none", own.get(r["system"])):
+                if not has_own_policy(r):
                     continue
                 key = (r["system"], round(r["budget"], 6))
                 if key in bench:

@@ -10,6 +10,8 @@ import collections
 import json
 import os
 
+from reprefill_rows import has_own_policy
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -20,22 +22,22 @@ def main():
     rows = json.load(open(os.path.join(args.dir, "summary.json")))
     if args.mode:
         rows = [r for r in rows if r.get("mode") == args.mode]
-    reqs = json.load(open(os.path.join(args.dir, "requests.json")))
-    ident = collections.defaultdict(list)
-    for q in reqs:
-        ident[(q.get("workload"), q["prefix_tokens"], q["mode"], q["system"], q.get("cache_policy"),
-               q["budget"])].append(q)
+    def point(x):
+        # Requests carry the stored prefix length they used, which only the length sweep's
+        # summary rows are split by.
+        prefix = x["prefix_tokens"] if x.get("workload") == "length-sweep" else None
+        return (x.get("workload"), prefix, x["mode"], x["system"], x.get("cache_policy"), x["budget"])
+
+    ident = collections.defaultdict(list)  # point -> identification ms of its requests
+    for q in json.load(open(os.path.join(args.dir, "requests.json"))):
+        ident[point(q)].append(q["scoring_ms"])
 
     print("| workload | prefix | mode | system | cache | budget | mean TTFT ms | P95 ms | I/O wait ms "
           "| compute ms | identification ms | SSD MB read | attended MB | read ampl. | cache hits |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        # requests.json holds the stored prefix length each request used
-        qs = [q for (w, p, m, s, c, b), v in ident.items() for q in v
-              if w == r["workload"] and m == r["mode"] and s == r["system"]
-              and c == r["cache_policy"] and b == r["budget"]
-              and (r["workload"] != "length-sweep" or p == r["prefix_tokens"])]
-        sc = sum(q["scoring_ms"] for q in qs) / len(qs) if qs else 0
+        ms = ident.get(point(r), [])
+        sc = sum(ms) / len(ms) if ms else 0
         print(f"| {r['workload']} | {r['prefix_tokens']} | {r['mode']} | {r['system']} | {r['cache_policy']} "
               f"| {r['budget']:g} | {r['mean_ttft_ms']:.0f} | {r['p95_ttft_ms']:.0f} | {r['mean_io_wait_ms']:.0f} "
               f"| {r['mean_compute_ms']:.0f} | {sc:.0f} | {r['ssd_bytes_read'] / 1e6:.1f} "
@@ -43,10 +45,7 @@ def main():
 
     groups = collections.defaultdict(dict)
     for r in rows:
-        own = r["cache_policy"] in ("none", {"contiguouskv": "attention", "contiguouskv-summaries": "attention",
-                                             "as-lru": "lru", "as-h2o-lru": "lru", "impress": "impress",
-                                             "impress-vote": "impress"}.get(r["system"]))
-        if own:
+        if has_own_policy(r):
             groups[(r["workload"], r["prefix_tokens"], r["mode"])][(r["system"], r["budget"])] = r
     for (w, p, m), by in groups.items():
         systems = [s for s in dict.fromkeys(s for s, _ in by) if s != args.ours]

@@ -1,12 +1,10 @@
 #include "ckv/generate.h"
 
 #include <algorithm>
-#include <chrono>
 
 #include "common/clock.h"
 
 namespace ckv {
-namespace {}  // namespace
 
 Result<std::string> DecodeContinuation(const Tokenizer& tok, std::span<const int32_t> prompt,
                                        std::span<const int32_t> generated) {
@@ -38,10 +36,10 @@ Result<GenerateResult> Generate(const Model& model, std::span<const int32_t> pro
   res.prompt_ids.assign(prompt_ids.begin(), prompt_ids.end());
   Sampler sampler(opts.sampling);
   std::vector<float> logits;
-  auto t0 = std::chrono::steady_clock::now();
+  auto t0 = SteadyClock::now();
   CKV_RETURN_IF_ERROR(model.Forward(prompt_ids, kv, &logits));
   res.prefill_ms = MsSince(t0);
-  t0 = std::chrono::steady_clock::now();
+  t0 = SteadyClock::now();
   for (int step = 0; step < opts.max_tokens; ++step) {
     const int32_t next = sampler.Sample(logits);
     const bool is_eos = std::find(cfg.eos_token_ids.begin(), cfg.eos_token_ids.end(), next) !=

@@ -37,12 +37,17 @@ Workload SinglePrefix(const std::string& name, const std::vector<int32_t>& text,
   return w;
 }
 
-// A query: a passage of the text at a random place.
-BenchRequest Query(const Workload& w, int prefix, const std::vector<int32_t>& text,
-                   int64_t suffix_tokens, std::mt19937_64& rng) {
-  BenchRequest req{prefix, w.prefixes[prefix]};
-  AppendCyclic(text, rng() % text.size(), suffix_tokens, req.tokens);
-  return req;
+// `requests` queries: each a prefix drawn by `pick`, then a passage of the text at a random
+// place.
+template <typename Pick>
+void AddQueries(Workload& w, const WorkloadArgs& a, const std::vector<int32_t>& text, Pick& pick,
+                std::mt19937_64& rng) {
+  for (int r = 0; r < a.requests; ++r) {
+    const int p = pick(rng);
+    BenchRequest req{p, w.prefixes[p]};
+    AppendCyclic(text, rng() % text.size(), a.suffix_tokens, req.tokens);
+    w.requests.push_back(std::move(req));
+  }
 }
 
 // Many-shot prompts: each prefix is a run of demonstrations (passages of shot_tokens drawn from
@@ -64,10 +69,7 @@ Workload ManyShot(const WorkloadArgs& a, const std::vector<int32_t>& text,
     w.prefixes.push_back(std::move(prefix));
   }
   std::uniform_int_distribution<int> pick(0, n - 1);
-  for (int r = 0; r < a.requests; ++r) {
-    const int p = pick(rng);
-    w.requests.push_back(Query(w, p, text, a.suffix_tokens, rng));
-  }
+  AddQueries(w, a, text, pick, rng);
   return w;
 }
 
@@ -86,10 +88,7 @@ Workload Zipf(const WorkloadArgs& a, const std::vector<int32_t>& text, std::opti
     weight.push_back(1.0 / std::pow(i + 1.0, a.zipf_s));
   }
   std::discrete_distribution<int> pick(weight.begin(), weight.end());
-  for (int r = 0; r < a.requests; ++r) {
-    const int p = pick(rng);
-    w.requests.push_back(Query(w, p, text, a.suffix_tokens, rng));
-  }
+  AddQueries(w, a, text, pick, rng);
   return w;
 }
 

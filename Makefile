@@ -3,7 +3,9 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build demo test test-asan test-tsan clean format
+PREFIX ?= /usr/local
+
+.PHONY: all deps configure build demo test test-asan test-tsan install fresh-check clean format
 
 all: build
 
@@ -21,6 +23,15 @@ demo: build
 
 test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+# bin/ckv, the library, its headers and the bundled model/data under $(PREFIX).
+install: build
+	@cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+# From nothing: a minimal Debian 12 root, a clone of HEAD with nothing beside it, the README's
+# two commands inside it (slow: ~30-40 min on 2 cores; run before resolving build/deps work).
+fresh-check:
+	@scripts/fresh-check.sh
 
 # The test suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan:

@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libdnnl-dev            # oneDNN: bf16/f32 matmul (brgemm, AVX512-BF16)
+  ocl-icd-opencl-dev     # Debian's oneDNN CMake config requires OpenCL (its GPU runtime)
   liburing-dev           # io_uring
   nlohmann-json3-dev libcli11-dev
   libpcre2-dev libicu-dev zlib1g-dev libxxhash-dev

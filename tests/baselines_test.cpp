@@ -261,7 +261,7 @@ class BaselinesTest : public ::testing::Test {
     auto m = Model::Load(test::BundledModelDir());
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     model_ = std::move(m).value().release();
-    const std::string text = test::ReadFileOrDie(test::SharedDir() + "/data/tinystories.txt");
+    const std::string text = test::ReadFileOrDie(test::TextDataDir() + "/tinystories.txt");
     auto ids = model_->tokenizer()->Encode(text, true);
     ASSERT_TRUE(ids.ok());
     all_ids_ = new std::vector<int32_t>(*ids);

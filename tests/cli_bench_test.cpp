@@ -1,9 +1,7 @@
 // `ckv bench reprefill` end to end through the CLI on the bundled model: the files it promises
 // in --out, their fields and row counts, the plots, and argument errors.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -15,23 +13,8 @@
 namespace ckv {
 namespace {
 
-struct Ran {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-Ran RunCli(const std::string& args) {
-  const std::string cmd = std::string(CKV_CLI_PATH) + " " + args + " 2>&1";
-  Ran r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using test::RunCli;
+using Ran = test::CommandRun;
 
 int Lines(const std::string& path) {
   std::ifstream in(path);
@@ -41,8 +24,8 @@ int Lines(const std::string& path) {
 }
 
 std::string Common(const std::string& dir) {
-  return "bench reprefill --store " + dir + "/store --text " + test::SharedDir() +
-         "/data/tinystories.txt --prefix-tokens 160 --suffix-tokens 8 --requests 3 ";
+  return "bench reprefill --store " + dir + "/store --text " + test::TextDataDir() +
+         "/tinystories.txt --prefix-tokens 160 --suffix-tokens 8 --requests 3 ";
 }
 
 TEST(CliBenchReprefill, WritesEveryPromisedFileWithTheSummaryFields) {

@@ -22,7 +22,7 @@ std::unique_ptr<Model> LoadBundled() {
 }
 
 json Golden(const std::string& name) {
-  return json::parse(test::ReadFileOrDie(test::SharedDir() + "/golden/stories260k/" + name));
+  return json::parse(test::ReadFileOrDie(test::TestDataDir() + "/stories260k/" + name));
 }
 
 TEST(GoldenStories, GreedyMatchesReferenceTokenForToken) {
@@ -75,7 +75,7 @@ TEST(GoldenStories, PerTokenNllMatchesReference) {
   auto model = LoadBundled();
   ASSERT_NE(model, nullptr);
   const json g = Golden("nll.json");
-  const std::string text = test::ReadFileOrDie(test::SharedDir() + "/data/tinystories.txt");
+  const std::string text = test::ReadFileOrDie(test::TextDataDir() + "/tinystories.txt");
   auto ids = model->tokenizer()->Encode(text, true);
   ASSERT_TRUE(ids.ok());
   const int vocab = model->config().vocab_size;

@@ -18,8 +18,7 @@ class QualityTest : public ::testing::Test {
     auto m = Model::Load(test::BundledModelDir());
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     model_ = std::move(m).value().release();
-    text_ =
-        test::ReadFileOrDie(test::SharedDir() + "/data/pride_and_prejudice.txt").substr(0, 40000);
+    text_ = test::ReadFileOrDie(test::TextDataDir() + "/pride_and_prejudice.txt").substr(0, 40000);
   }
   static void TearDownTestSuite() { delete model_; }
   QualityOptions Options() const {

@@ -1,7 +1,9 @@
 #include "test_util.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -30,9 +32,12 @@ std::string SourceDir() {
   return CKV_SOURCE_DIR;
 }
 
-std::string SharedDir() {
-  if (const char* env = std::getenv("CKV_SHARED_DIR")) return env;
-  return SourceDir() + "/../shared";
+std::string TestDataDir() {
+  return SourceDir() + "/tests/data";
+}
+
+std::string TextDataDir() {
+  return SourceDir() + "/data";
 }
 
 std::string BundledModelDir() {
@@ -61,6 +66,23 @@ std::string ReadFileOrDie(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+CommandRun RunCommand(const std::string& command_line) {
+  const std::string cmd = command_line + " 2>&1";
+  CommandRun r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+CommandRun RunCli(const std::string& args) {
+  return RunCommand(std::string(CKV_CLI_PATH) + " " + args);
 }
 
 }  // namespace ckv::test

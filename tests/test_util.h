@@ -1,4 +1,4 @@
-// Paths to the bundled models and to the shared reference data used by tests.
+// Paths to the bundled models and to the reference data the tests use (tests/data).
 #pragma once
 
 #include <string>
@@ -7,13 +7,25 @@ namespace ckv::test {
 
 // Repository root (compiled in).
 std::string SourceDir();
-// `../shared` beside the repository (read-only reference data); CKV_SHARED_DIR overrides.
-std::string SharedDir();
+// tests/data: golden files and texts, copied into the repository so that a clone with nothing
+// beside it tests itself (see tests/data/README.md for their origin).
+std::string TestDataDir();
+// data/: the texts the product ships (the CLI's defaults) and the tests read.
+std::string TextDataDir();
 // The bundled default model.
 std::string BundledModelDir();
 // A fresh, empty temporary directory removed at process exit.
 std::string MakeTempDir(const std::string& tag);
 // Whole file as a string; aborts the test on failure.
 std::string ReadFileOrDie(const std::string& path);
+
+struct CommandRun {
+  int exit_code = -1;  // -1 when it did not exit normally
+  std::string output;  // stdout and stderr together
+};
+// Runs a shell command line and collects its output.
+CommandRun RunCommand(const std::string& command_line);
+// Runs the ckv binary built with the tests: `ckv <args>`.
+CommandRun RunCli(const std::string& args);
 
 }  // namespace ckv::test

@@ -4,8 +4,10 @@
 #include "ckv/tokenizer.h"
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -21,11 +23,27 @@ using nlohmann::json;
 std::string StoriesDir() {
   return test::BundledModelDir();
 }
-std::string QwenSharedDir() {
-  return test::SharedDir() + "/models/qwen2-tokenizer";
-}
 std::string QwenRepoDir() {
   return test::SourceDir() + "/models/qwen2-tokenizer";
+}
+
+// The repository ships only tokenizer.json.gz (1.9 MB instead of 7 MB); the plain-JSON path is
+// tested on a copy decompressed here with zlib, independently of the tokenizer's own reader.
+std::string QwenPlainDir() {
+  const std::string dir = test::MakeTempDir("qwen-plain");
+  gzFile in = gzopen((QwenRepoDir() + "/tokenizer.json.gz").c_str(), "rb");
+  EXPECT_NE(in, nullptr);
+  if (in == nullptr) return dir;
+  std::ofstream out(dir + "/tokenizer.json", std::ios::binary);
+  std::vector<char> buf(1 << 16);
+  int n = 0;
+  while ((n = gzread(in, buf.data(), static_cast<unsigned>(buf.size()))) > 0)
+    out.write(buf.data(), n);
+  EXPECT_EQ(n, 0) << "gzread failed";
+  gzclose(in);
+  std::filesystem::copy_file(QwenRepoDir() + "/tokenizer_config.json",
+                             dir + "/tokenizer_config.json");
+  return dir;
 }
 
 json ReadJson(const std::string& path) {
@@ -79,7 +97,7 @@ TEST_F(StoriesTokenizerTest, Basics) {
 
 TEST_F(StoriesTokenizerTest, GoldenTokenize) {
   ASSERT_NE(tok_, nullptr);
-  const json cases = ReadJson(test::SharedDir() + "/golden/stories260k/tokenize.json");
+  const json cases = ReadJson(test::TestDataDir() + "/stories260k/tokenize.json");
   ASSERT_EQ(cases.size(), 200u);
   int passed = 0;
   for (const json& c : cases) {
@@ -98,7 +116,7 @@ TEST_F(StoriesTokenizerTest, GoldenTokenize) {
 
 TEST_F(StoriesTokenizerTest, GoldenPromptsAndNllWindows) {
   ASSERT_NE(tok_, nullptr);
-  for (const json& c : ReadJson(test::SharedDir() + "/golden/stories260k/greedy.json")) {
+  for (const json& c : ReadJson(test::TestDataDir() + "/stories260k/greedy.json")) {
     auto ids = tok_->Encode(c["prompt"].get<std::string>(), true);
     ASSERT_TRUE(ids.ok());
     EXPECT_EQ(*ids, Ids(c["prompt_ids"]));
@@ -109,8 +127,8 @@ TEST_F(StoriesTokenizerTest, GoldenPromptsAndNllWindows) {
     EXPECT_EQ(*text, c["text"].get<std::string>());
   }
   // nll.json: the whole TinyStories sample encoded as one string with BOS.
-  const json nll = ReadJson(test::SharedDir() + "/golden/stories260k/nll.json");
-  auto ids = tok_->Encode(test::ReadFileOrDie(test::SharedDir() + "/data/tinystories.txt"), true);
+  const json nll = ReadJson(test::TestDataDir() + "/stories260k/nll.json");
+  auto ids = tok_->Encode(test::ReadFileOrDie(test::TextDataDir() + "/tinystories.txt"), true);
   ASSERT_TRUE(ids.ok());
   for (const json& w : nll["windows"]) {
     const size_t offset =
@@ -162,7 +180,7 @@ TEST_F(StoriesTokenizerTest, Errors) {
 class QwenTokenizerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    plain_ = LoadOrDie(QwenSharedDir()).release();
+    plain_ = LoadOrDie(QwenPlainDir()).release();
     gz_ = LoadOrDie(QwenRepoDir()).release();
   }
   static void TearDownTestSuite() {
@@ -170,9 +188,7 @@ class QwenTokenizerTest : public ::testing::Test {
     delete gz_;
     plain_ = gz_ = nullptr;
   }
-  static json Golden() {
-    return ReadJson(test::SharedDir() + "/golden/qwen2-tokenizer/tokenize.json");
-  }
+  static json Golden() { return ReadJson(test::TestDataDir() + "/qwen2-tokenizer/tokenize.json"); }
   static Tokenizer* plain_;
   static Tokenizer* gz_;
 };
@@ -249,7 +265,7 @@ TEST_F(QwenTokenizerTest, GzipMatchesPlainJson) {
               *plain_->Encode(c["text"].get<std::string>(), false));
   }
   // The .gz file on its own, through FromFiles.
-  auto direct = Tokenizer::FromFiles(QwenSharedDir() + "/tokenizer.json.gz", "");
+  auto direct = Tokenizer::FromFiles(QwenRepoDir() + "/tokenizer.json.gz", "");
   ASSERT_TRUE(direct.ok()) << direct.status().ToString();
   EXPECT_EQ((*direct)->vocab_size(), 151665);
   EXPECT_EQ((*direct)->eos_id(), std::nullopt);  // No config: the post-processor adds none.
@@ -257,7 +273,7 @@ TEST_F(QwenTokenizerTest, GzipMatchesPlainJson) {
 
 TEST_F(QwenTokenizerTest, LongTextRoundTripsAndIsFast) {
   ASSERT_NE(plain_, nullptr);
-  const std::string text = test::ReadFileOrDie(test::SharedDir() + "/data/pride_and_prejudice.txt");
+  const std::string text = test::ReadFileOrDie(test::TextDataDir() + "/pride_and_prejudice.txt");
   const auto start = std::chrono::steady_clock::now();
   auto ids = plain_->Encode(text, false);
   const double seconds =

@@ -7,7 +7,7 @@
 namespace ckv::cli {
 
 std::string DefaultModelDir() {
-  return std::string(CKV_SOURCE_DIR) + "/models/stories260k";
+  return DataPath("models/stories260k");
 }
 
 int Fail(const Status& status) {
@@ -16,6 +16,10 @@ int Fail(const Status& status) {
 }
 
 Result<std::unique_ptr<Model>> LoadModel(const std::string& dir, bool pack_weights) {
+  if (dir.empty()) {
+    // --model was not given and no bundled model was found beside the binary.
+    return FindDataDir().status().WithContext("no --model given");
+  }
   ModelOptions opts;
   opts.pack_weights = pack_weights;
   opts.require_tokenizer = false;

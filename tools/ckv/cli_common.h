@@ -11,6 +11,7 @@
 #include "ckv/prefix_store.h"
 #include "ckv/reprefill.h"
 #include "ckv/status.h"
+#include "data_dir.h"
 
 namespace ckv::cli {
 

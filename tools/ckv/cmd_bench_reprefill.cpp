@@ -30,7 +30,7 @@ namespace {
 struct BenchArgs {
   std::string model = DefaultModelDir();
   StoreArgs store;
-  std::string text = std::string(CKV_SOURCE_DIR) + "/../shared/data/pride_and_prejudice.txt";
+  std::string text = DataPath("data/pride_and_prejudice.txt");
   WorkloadArgs workload;
   std::vector<std::string> systems = {"contiguouskv"};
   std::vector<double> budgets = {0.05, 0.1, 0.25, 0.5};
@@ -56,6 +56,7 @@ double Percentile(std::vector<double> v, double p) {
 }
 
 Result<std::vector<int32_t>> TextIds(const Model& model, const std::string& path) {
+  if (path.empty()) return FindDataDir().status().WithContext("no --text given");
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::NotFound("cannot read --text " + path);
   std::stringstream ss;
@@ -152,9 +153,10 @@ std::string Csv(const nlohmann::json& rows, const std::vector<std::string>& fiel
 // bench/plot_reprefill.py OUT (matplotlib). Missing Python or matplotlib costs the plots, not
 // the run: the data is written already.
 void RenderPlots(const std::string& out) {
-  const std::string script = std::string(CKV_SOURCE_DIR) + "/bench/plot_reprefill.py";
-  if (::access(script.c_str(), X_OK) != 0) {
-    std::cerr << "warning: no plots: " << script << " is not there\n";
+  const std::string script = DataPath("bench/plot_reprefill.py");
+  if (script.empty() || ::access(script.c_str(), X_OK) != 0) {
+    std::cerr << "warning: no plots: " << (script.empty() ? "bench/plot_reprefill.py" : script)
+              << " is not there\n";
     return;
   }
   std::vector<char*> argv = {const_cast<char*>(script.c_str()), const_cast<char*>(out.c_str()),

@@ -16,7 +16,7 @@ void RegisterModel(CLI::App& root, std::vector<Command>& out) {
     std::string out;
     uint64_t seed = 0;
     std::string dtype = "bf16";
-    std::string tokenizer = std::string(CKV_SOURCE_DIR) + "/models/qwen2-tokenizer";
+    std::string tokenizer = DataPath("models/qwen2-tokenizer");
   };
   auto sa = std::make_shared<SynthArgs>();
   CLI::App* synth = model->add_subcommand(

@@ -1,6 +1,7 @@
 // ckv: the ContiguousKV command line.
 #include <iostream>
 
+#include "ckv/version.h"
 #include "cli_common.h"
 
 int main(int argc, char** argv) {
@@ -8,6 +9,8 @@ int main(int argc, char** argv) {
       "ckv - ContiguousKV: prefix-KV-cache offloading engine for LLM serving on the CPU.\n"
       "Runs Qwen2/Qwen2.5 and Llama models from Hugging Face model directories."};
   app.require_subcommand(1);
+  app.set_version_flag("--version",
+                       std::string("ckv ") + ckv::Version() + " (commit " + ckv::GitCommit() + ")");
   std::vector<ckv::cli::Command> commands;
   ckv::cli::RegisterGenerate(app, commands);
   ckv::cli::RegisterTokenize(app, commands);

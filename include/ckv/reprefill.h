@@ -37,6 +37,10 @@ struct ReprefillOptions {
   // (identification from the probe-key copy alone, never the all-heads fallback), whatever
   // their agreement. Bounds what IMPRESS could cost on a model whose probe heads always agree.
   bool impress_always_vote = false;
+  // Called with each generated token as soon as it is sampled (EOS is not passed); returning
+  // false stops generation there (a client that went away, a stop string). Runs on the calling
+  // thread.
+  TokenCallback on_token;
 };
 
 std::vector<std::string> ReprefillSystems();
@@ -72,10 +76,12 @@ struct ReprefillStats {
   int64_t buffer_overflows = 0;     // units read synchronously because the prefetch pool was full
   int64_t prefetch_peak_bytes = 0;  // most prefetch-buffer bytes held at once (engine lifetime)
   int64_t prefetch_capacity_bytes = 0;  // the bound
-  double attended_fraction = 0;  // prefix tokens attended / prefix tokens (per layer average)
-  int probe_layers = 0;          // IMPRESS: layers identified through probe heads
-  int probe_vote_layers = 0;     // of which the probes agreed (no all-heads fallback)
-  std::string note;              // e.g. why the request fell back to recompute
+  double attended_fraction = 0;      // prefix tokens attended / prefix tokens (per layer average)
+  int probe_layers = 0;              // IMPRESS: layers identified through probe heads
+  int probe_vote_layers = 0;         // of which the probes agreed (no all-heads fallback)
+  bool stopped_by_callback = false;  // on_token returned false
+  bool stopped_at_eos = false;       // the model sampled an end-of-sequence token
+  std::string note;                  // e.g. why the request fell back to recompute
 };
 
 struct ReprefillResult {
@@ -125,6 +131,31 @@ Result<std::vector<PrefixInfo>> StorePrefix(const Model& model, PrefixStore& sto
                                             std::span<const StoreLayout> layouts,
                                             std::span<const int32_t> tokens,
                                             const std::function<void(double)>& progress = {});
+
+struct StoreContextOptions {
+  // Tokens computed per model call (bounds activation memory and how long one piece holds the
+  // compute slot).
+  int64_t piece_tokens = 512;
+  // Runs one piece of model compute. A server passes a wrapper that waits until no request is
+  // computing, so storing never delays a request by more than one piece. Default: run it.
+  std::function<Status(const std::function<Status()>& compute)> run_piece;
+};
+
+struct StoredContext {
+  PrefixInfo info;
+  int64_t reused_tokens = 0;    // KV read back from the longest stored prefix (not computed)
+  int64_t computed_tokens = 0;  // KV computed here
+};
+
+// Stores `tokens` (e.g. a served request's prompt + generated tokens) as a prefix with exact
+// KV: the KV of the longest stored prefix of `tokens` (same layout) is read back from the store
+// and only the rest is computed, attending to all of it; the store then writes only the
+// chunks the parent does not hold. A stored prefix that fails to read is quarantined and the
+// whole context computed. Thread-safe with requests on the same store and model as long as
+// run_piece keeps model compute apart.
+Result<StoredContext> StoreContext(const Model& model, PrefixStore& store,
+                                   const StoreLayout& layout, std::span<const int32_t> tokens,
+                                   const StoreContextOptions& options = {});
 
 // The layout a system reads by default: ContiguousKV the given ContiguousChunk layout;
 // AS+LRU and AS+H2O+LRU 64-token layer-major blocks; IMPRESS its own layout.

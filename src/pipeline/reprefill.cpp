@@ -118,8 +118,15 @@ Result<ReprefillResult> Recompute(const Model& model, std::span<const int32_t> t
     const int32_t next = sampler.Sample(logits);
     if (step == 0) stats.ttft_ms = MsSince(t0);
     const auto& eos = model.config().eos_token_ids;
-    if (std::find(eos.begin(), eos.end(), next) != eos.end()) break;
+    if (std::find(eos.begin(), eos.end(), next) != eos.end()) {
+      stats.stopped_at_eos = true;
+      break;
+    }
     res.generated_ids.push_back(next);
+    if (opts.on_token && !opts.on_token(next)) {
+      stats.stopped_by_callback = true;
+      break;
+    }
     if (step + 1 == opts.max_tokens || kv.size() >= kv.capacity()) break;
     const auto d0 = Clock::now();
     const int32_t one[1] = {next};
@@ -305,8 +312,15 @@ Result<ReprefillResult> ReprefillEngine::Run(std::span<const int32_t> tokens,
   int64_t len = ns;
   for (int step = 0; step < opts.max_tokens; ++step) {
     const auto& eos = cfg.eos_token_ids;
-    if (std::find(eos.begin(), eos.end(), next) != eos.end()) break;
+    if (std::find(eos.begin(), eos.end(), next) != eos.end()) {
+      stats.stopped_at_eos = true;
+      break;
+    }
     res.generated_ids.push_back(next);
+    if (opts.on_token && !opts.on_token(next)) {
+      stats.stopped_by_callback = true;
+      break;
+    }
     if (step + 1 == opts.max_tokens) break;
     if (step == 0) {
       for (auto& dl : dctx.layers) {

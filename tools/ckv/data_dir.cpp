@@ -29,9 +29,10 @@ Result<std::string> FindDataDir() {
   if (ec) return Status::NotFound("cannot resolve /proc/self/exe: " + ec.message());
   const fs::path bin = exe.parent_path();
   for (const fs::path& candidate : {bin / ".." / "share" / "contiguouskv", bin / ".."}) {
-    const fs::path dir = candidate.lexically_normal();
-    if (HoldsBundledModel(dir)) return dir.string();
-    looked += (looked.empty() ? "" : ", ") + dir.string();
+    std::string dir = candidate.lexically_normal().string();  // "/a/b/" from "/a/b/c/.."
+    if (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    if (HoldsBundledModel(dir)) return dir;
+    looked += (looked.empty() ? "" : ", ") + dir;
   }
   return Status::NotFound("no data directory with models/stories260k (looked in " + looked +
                           "); set CKV_DATA_DIR or pass the path explicitly");

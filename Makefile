@@ -5,7 +5,7 @@ CMAKE_FLAGS ?=
 
 PREFIX ?= /usr/local
 
-.PHONY: all deps configure build demo test test-asan test-tsan install fresh-check clean format
+.PHONY: all deps configure build demo serve test node-deps test-asan test-tsan install fresh-check clean format
 
 all: build
 
@@ -21,8 +21,17 @@ build: configure
 demo: build
 	@scripts/demo.sh $(BUILD_DIR)/ckv
 
-test: build
+test: build node-deps
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+# The OpenAI Node client the server tests use, exactly as locked.
+node-deps:
+	@[ -d tests/openai_client/node_modules/openai ] || \
+	  (cd tests/openai_client && npm ci --no-audit --no-fund --loglevel=error)
+
+# ckv serve on the bundled model (Ctrl-C stops it).
+serve: build
+	@$(BUILD_DIR)/ckv serve --store /tmp/ckv-serve-store
 
 # bin/ckv, the library, its headers and the bundled model/data under $(PREFIX).
 install: build
@@ -40,13 +49,13 @@ test-asan:
 # The threaded parts (I/O thread, loader, store, pipeline) under ThreadSanitizer. OpenMP runs
 # single-threaded here: libgomp is not instrumented, and the races we look for are between
 # the I/O thread and the compute thread.
-TSAN_TESTS = reprefill_test io_test store_test policy_test
+TSAN_TESTS = reprefill_test io_test store_test policy_test server_test store_context_test
 test-tsan: deps
 	@cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCKV_TSAN=ON >/dev/null
 	@cmake --build build-tsan -j $(JOBS) --target $(TSAN_TESTS)
 	@cd build-tsan && OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  ctest --output-on-failure -j $(JOBS) \
-	  -R '(Reprefill|AlignedBuffer|BufferPool|DirectFile|EngineTest|IoEngine|LayoutRoundTrip|PrefixStore|ChunkCache|ChunkSelection|ChunkScoring)' \
+	  -R '(Reprefill|AlignedBuffer|BufferPool|DirectFile|EngineTest|IoEngine|LayoutRoundTrip|PrefixStore|ChunkCache|ChunkSelection|ChunkScoring|Server|StoreContext)' \
 	  -E '(WriterKilled|TenThousand|ChecksumCost)'
 
 format:

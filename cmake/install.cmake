@@ -1,14 +1,15 @@
 # `cmake --install build [--prefix P]` (or `make install PREFIX=P`):
-#   bin/ckv, lib/libckv.a, include/ckv/*.h, lib/cmake/ContiguousKV/ (find_package(ContiguousKV)
-#   gives ckv::ckv), share/contiguouskv/{models,data,bench}: the bundled model, the texts and the
-#   plot scripts, which the installed ckv finds relative to its own binary.
+#   bin/ckv, lib/libckv.a + libckv_server.a, include/ckv/*.h,
+#   lib/cmake/ContiguousKV/ (find_package(ContiguousKV) gives ckv::ckv and ckv::ckv_server),
+#   share/contiguouskv/{models,data,bench}: the bundled model, the texts and the plot scripts,
+#   which the installed ckv finds relative to its own binary.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set(CKV_SHARE_DIR ${CMAKE_INSTALL_DATADIR}/contiguouskv)
 
 install(TARGETS ckv_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(TARGETS ckv EXPORT ContiguousKVTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+install(TARGETS ckv ckv_server EXPORT ContiguousKVTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(DIRECTORY include/ckv DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY models/ DESTINATION ${CKV_SHARE_DIR}/models)
 install(DIRECTORY data/ DESTINATION ${CKV_SHARE_DIR}/data)

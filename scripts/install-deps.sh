@@ -9,10 +9,15 @@ PACKAGES=(
   ocl-icd-opencl-dev     # Debian's oneDNN CMake config requires OpenCL (its GPU runtime)
   liburing-dev           # io_uring
   nlohmann-json3-dev libcli11-dev
+  libcpp-httplib-dev     # ckv serve
   libpcre2-dev libicu-dev zlib1g-dev libxxhash-dev
   libgtest-dev libgmock-dev
   python3 python3-matplotlib fio
 )
+
+# Node.js + npm run the OpenAI client test; any installed node will do (Debian's, or one that
+# came with the machine), so these are checked by command, not by package.
+command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -58,6 +58,7 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out);
 void RegisterCache(CLI::App& root, std::vector<Command>& out);
 void RegisterReprefill(CLI::App& root, std::vector<Command>& out);
 void RegisterEval(CLI::App& root, std::vector<Command>& out);
+void RegisterServe(CLI::App& root, std::vector<Command>& out);
 // `bench io` (cmd_bench_io.cpp), added by RegisterBench.
 void RegisterBenchIo(CLI::App& bench, std::vector<Command>& out);
 // `bench reprefill` (cmd_bench_reprefill.cpp), added by RegisterBench.

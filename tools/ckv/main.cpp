@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   ckv::cli::RegisterReprefill(app, commands);
   ckv::cli::RegisterEval(app, commands);
   ckv::cli::RegisterBench(app, commands);
+  ckv::cli::RegisterServe(app, commands);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

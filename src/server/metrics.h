@@ -1,0 +1,61 @@
+// The server's Prometheus metrics (GET /metrics, text format 0.0.4). Thread-safe: counters
+// and gauges are updated from HTTP threads, the engine worker and the store writer.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace ckv::server {
+
+// Cumulative buckets (seconds) as Prometheus wants them.
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void Observe(double value);
+  // Appends the _bucket/_sum/_count lines of `name`.
+  void Render(const std::string& name, std::string& out) const;
+
+ private:
+  const std::vector<double> bounds_;
+  mutable std::mutex mu_;
+  std::vector<uint64_t> counts_;  // per bucket (not cumulative), last = +Inf
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+class Metrics {
+ public:
+  Metrics();
+
+  void CountRequest(const std::string& endpoint, int code);
+  std::atomic<int64_t> prompt_tokens{0};
+  std::atomic<int64_t> generation_tokens{0};
+  std::atomic<int64_t> prefix_cache_queries{0};  // prompt tokens looked up in the store
+  std::atomic<int64_t> prefix_cache_hits_memory{0};
+  std::atomic<int64_t> prefix_cache_hits_ssd{0};
+  std::atomic<int64_t> ssd_bytes_read{0};
+  std::atomic<int64_t> prefix_fallbacks{0};    // stored prefix failed: the request recomputed
+  std::atomic<int64_t> requests_cancelled{0};  // client gone or server stopping
+  void CountStoreWrite(const std::string& result);
+  std::atomic<int64_t> store_bytes{0};
+  std::atomic<int64_t> store_prefixes{0};
+  std::atomic<int64_t> store_pending{0};  // contexts queued or being stored
+  std::atomic<int64_t> requests_running{0};
+  std::atomic<int64_t> requests_waiting{0};
+  Histogram ttft;
+  Histogram request_duration;
+
+  // The whole exposition text.
+  std::string Render() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, int>, int64_t> requests_;  // (endpoint, code) -> count
+  std::map<std::string, int64_t> store_writes_;              // result -> count
+};
+
+}  // namespace ckv::server

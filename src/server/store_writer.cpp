@@ -1,0 +1,113 @@
+#include "server/store_writer.h"
+
+#include "ckv/reprefill.h"
+
+namespace ckv::server {
+
+StoreWriter::StoreWriter(const Model& model, PrefixStore& store, Config config, ComputeGate& gate,
+                         Metrics& metrics, LogFn log)
+    : model_(model),
+      store_(store),
+      config_(std::move(config)),
+      gate_(gate),
+      metrics_(metrics),
+      log_(std::move(log)),
+      thread_([this] { Loop(); }) {
+  RefreshGauges();
+}
+
+StoreWriter::~StoreWriter() {
+  Shutdown(std::chrono::milliseconds(0));
+}
+
+std::string StoreWriter::Enqueue(std::vector<int32_t> context, int64_t stable_tokens) {
+  if (static_cast<int64_t>(context.size()) < config_.min_tokens) {
+    metrics_.CountStoreWrite("skipped_too_short");
+    return "skipped_too_short";
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return "stopping";
+    if (queue_.size() >= config_.max_queue) {
+      metrics_.CountStoreWrite("skipped_queue_full");
+      return "skipped_queue_full";
+    }
+    queue_.push_back({std::move(context), stable_tokens});
+    metrics_.store_pending = static_cast<int64_t>(queue_.size()) + (busy_ ? 1 : 0);
+  }
+  cv_.notify_all();
+  return "queued";
+}
+
+void StoreWriter::Shutdown(std::chrono::milliseconds wait) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!thread_.joinable()) return;
+  stopping_ = true;
+  cv_.notify_all();
+  if (!cv_.wait_for(lock, wait, [&] { return queue_.empty() && !busy_; })) {
+    // Out of time: what is still queued is dropped; a store in progress finishes (a Put is
+    // atomic either way, and killing it would only leave temporary files for recovery).
+    for (size_t i = 0; i < queue_.size(); ++i) metrics_.CountStoreWrite("skipped_shutdown");
+    queue_.clear();
+    metrics_.store_pending = busy_ ? 1 : 0;
+  }
+  drop_ = true;
+  lock.unlock();
+  cv_.notify_all();
+  thread_.join();
+}
+
+void StoreWriter::WaitIdle() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return queue_.empty() && !busy_; });
+}
+
+void StoreWriter::Loop() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return !queue_.empty() || drop_ || (stopping_ && queue_.empty()); });
+      if (queue_.empty() || drop_) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      busy_ = true;
+    }
+    const std::span<const int32_t> all(job.context);
+    if (job.stable_tokens >= config_.min_tokens &&
+        job.stable_tokens < static_cast<int64_t>(job.context.size())) {
+      Store(all.first(job.stable_tokens));
+    }
+    Store(all);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      busy_ = false;
+      metrics_.store_pending = static_cast<int64_t>(queue_.size());
+    }
+    cv_.notify_all();
+  }
+}
+
+void StoreWriter::Store(std::span<const int32_t> tokens) {
+  StoreContextOptions opts;
+  opts.run_piece = [this](const std::function<Status()>& f) { return gate_.RunBackgroundPiece(f); };
+  auto stored = StoreContext(model_, store_, config_.layout, tokens, opts);
+  if (!stored.ok()) {
+    // A full disk, an I/O error, a bound too small: the answer was already served; only the
+    // next request's hit is lost.
+    metrics_.CountStoreWrite("failed");
+    if (log_)
+      log_("warning: storing a context of " + std::to_string(tokens.size()) +
+           " tokens failed: " + stored.status().ToString());
+  } else {
+    metrics_.CountStoreWrite(stored->computed_tokens == 0 ? "exists" : "stored");
+  }
+  RefreshGauges();
+}
+
+void StoreWriter::RefreshGauges() {
+  metrics_.store_bytes = store_.total_bytes();
+  metrics_.store_prefixes = static_cast<int64_t>(store_.size());
+}
+
+}  // namespace ckv::server

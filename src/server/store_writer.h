@@ -1,0 +1,75 @@
+// The background store writer: after a request is answered, its prompt and its whole context
+// (prompt + generated tokens) are stored as prefixes, so the next turn of a conversation (whose
+// prompt starts with this one's context) Re-Prefills instead of recomputing. Never on a
+// request's path: a bounded queue (a full queue skips the store and counts it) and compute
+// only while no request is pending (ComputeGate). Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ckv/model.h"
+#include "ckv/prefix_store.h"
+#include "server/compute_gate.h"
+#include "server/metrics.h"
+
+namespace ckv::server {
+
+using LogFn = std::function<void(const std::string& line)>;
+
+class StoreWriter {
+ public:
+  struct Config {
+    StoreLayout layout;
+    int64_t min_tokens = 64;  // shorter contexts are not worth a store entry
+    size_t max_queue = 8;
+  };
+  StoreWriter(const Model& model, PrefixStore& store, Config config, ComputeGate& gate,
+              Metrics& metrics, LogFn log);
+  ~StoreWriter();  // Shutdown(0)
+
+  // What Enqueue decided: "queued", "skipped_too_short", "skipped_queue_full", "stopping".
+  // Two prefixes are stored: the first `stable_tokens` of `context` (the part of the prompt
+  // the next turn is sure to repeat), then the whole context, which the next turn repeats
+  // unless the answer re-tokenizes differently there; the first is the fallback then.
+  std::string Enqueue(std::vector<int32_t> context, int64_t stable_tokens);
+
+  // Stops taking work, lets queued stores finish for at most `wait`, drops the rest (counted
+  // as skipped_shutdown) and joins the thread.
+  void Shutdown(std::chrono::milliseconds wait);
+  // Blocks until the queue is empty and nothing is being stored (tests, graceful shutdown).
+  void WaitIdle();
+
+ private:
+  struct Job {
+    std::vector<int32_t> context;
+    int64_t stable_tokens = 0;
+  };
+  void Loop();
+  void Store(std::span<const int32_t> tokens);
+  void RefreshGauges();
+
+  const Model& model_;
+  PrefixStore& store_;
+  const Config config_;
+  ComputeGate& gate_;
+  Metrics& metrics_;
+  LogFn log_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;
+  bool busy_ = false;
+  bool stopping_ = false;
+  bool drop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace ckv::server

@@ -1,0 +1,493 @@
+// `ckv serve` over HTTP on 127.0.0.1 (an ephemeral port), with the bundled model: the OpenAI
+// wire format, SSE framing, every error status, the API key, automatic prefix caching across
+// the turns of a conversation and across a restart, budget 1.0 against plain generation,
+// store failures, and client disconnects.
+#include "ckv/server.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "ckv/generate.h"
+#include "ckv/model.h"
+#include "test_util.h"
+
+namespace ckv {
+namespace {
+
+using nlohmann::json;
+
+// Qwen2.5-Instruct's template, applied to the bundled model's plain-text tokenizer: the
+// rendered prompt is ordinary text to it, which is all these protocol tests need.
+std::string QwenTemplateFile() {
+  static const std::string path = [] {
+    const json cfg = json::parse(
+        test::ReadFileOrDie(test::SourceDir() + "/models/qwen2-tokenizer/tokenizer_config.json"));
+    const std::string p = test::MakeTempDir("tmpl") + "/qwen.jinja";
+    std::ofstream(p) << cfg["chat_template"].get<std::string>();
+    return p;
+  }();
+  return path;
+}
+
+struct Running {
+  std::unique_ptr<Server> server;
+  std::unique_ptr<httplib::Client> client;
+};
+
+ServerOptions BaseOptions(const std::string& store) {
+  ServerOptions o;
+  o.model_dir = test::BundledModelDir();
+  o.store_dir = store;
+  o.port = 0;
+  o.store_min_tokens = 16;
+  o.chat_template_file = QwenTemplateFile();
+  o.served_model_name = "stories";
+  return o;
+}
+
+Running StartServer(const ServerOptions& o) {
+  Running r;
+  auto s = Server::Start(o);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  if (!s.ok()) return r;
+  r.server = std::move(s).value();
+  const Status ready = r.server->WaitReady();
+  EXPECT_TRUE(ready.ok()) << ready.ToString();
+  r.client = std::make_unique<httplib::Client>("127.0.0.1", r.server->port());
+  r.client->set_read_timeout(60, 0);
+  if (!o.api_key.empty()) r.client->set_bearer_token_auth(o.api_key);
+  return r;
+}
+
+json Post(httplib::Client& c, const std::string& path, const json& body, int* status = nullptr) {
+  auto res = c.Post(path, body.dump(), "application/json");
+  EXPECT_TRUE(res) << path << ": " << httplib::to_string(res.error());
+  if (!res) return json();
+  if (status) *status = res->status;
+  return json::parse(res->body, nullptr, false);
+}
+
+// Expects an OpenAI error object with `status`; returns its message.
+std::string ExpectError(httplib::Client& c, const std::string& path, const std::string& body,
+                        int status, const std::string& param = "") {
+  auto res = c.Post(path, body, "application/json");
+  EXPECT_TRUE(res);
+  if (!res) return "";
+  EXPECT_EQ(res->status, status) << body << " -> " << res->body;
+  const json j = json::parse(res->body, nullptr, false);
+  EXPECT_TRUE(j.contains("error") && j["error"].contains("message") &&
+              j["error"].contains("type") && j["error"].contains("param") &&
+              j["error"].contains("code"))
+      << res->body;
+  if (!param.empty()) {
+    EXPECT_EQ(j["error"]["param"], param) << res->body;
+  }
+  return j.value("/error/message"_json_pointer, "");
+}
+
+double MetricValue(httplib::Client& c, const std::string& series) {
+  auto res = c.Get("/metrics");
+  if (!res) return -1;
+  std::istringstream in(res->body);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return 0;
+}
+
+// Waits for the background store writer to have stored `n` more contexts.
+void WaitForStores(httplib::Client& c, double before, double n) {
+  const std::string series = "ckv_store_writes_total{result=\"stored\"}";
+  for (int i = 0; i < 400 && MetricValue(c, series) < before + n; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_GE(MetricValue(c, series), before + n);
+}
+
+json ChatBody(const json& messages, int max_tokens) {
+  return {
+      {"model", "stories"}, {"messages", messages}, {"max_tokens", max_tokens}, {"temperature", 0}};
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = test::MakeTempDir("serve-store");
+    run_ = StartServer(BaseOptions(store_));
+    ASSERT_TRUE(run_.client);
+  }
+  httplib::Client& client() { return *run_.client; }
+  std::string store_;
+  Running run_;
+};
+
+TEST_F(ServerTest, HealthModelsAndMetrics) {
+  auto h = client().Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  auto m = client().Get("/v1/models");
+  ASSERT_TRUE(m);
+  const json models = json::parse(m->body);
+  EXPECT_EQ(models["object"], "list");
+  EXPECT_EQ(models["data"][0]["id"], "stories");
+  auto one = client().Get("/v1/models/stories");
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->status, 200);
+  auto missing = client().Get("/v1/models/gpt-4");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  auto metrics = client().Get("/metrics");
+  ASSERT_TRUE(metrics);
+  for (const char* name :
+       {"ckv_requests_total", "ckv_prompt_tokens_total", "ckv_generation_tokens_total",
+        "ckv_prefix_cache_queries_total", "ckv_prefix_cache_hits_total", "ckv_ssd_bytes_read_total",
+        "ckv_store_writes_total", "ckv_store_bytes", "ckv_store_prefixes", "ckv_requests_running",
+        "ckv_requests_waiting", "ckv_time_to_first_token_seconds",
+        "ckv_request_duration_seconds"}) {
+    EXPECT_NE(metrics->body.find(std::string("# HELP ") + name + " "), std::string::npos) << name;
+    EXPECT_NE(metrics->body.find(std::string("# TYPE ") + name + " "), std::string::npos) << name;
+  }
+}
+
+TEST_F(ServerTest, ChatCompletionHasTheOpenAIShapeAndUsage) {
+  int status = 0;
+  const json r = Post(
+      client(), "/v1/chat/completions",
+      ChatBody({{{"role", "user"}, {"content", "Tell me a story about a cat."}}}, 12), &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  EXPECT_EQ(r["object"], "chat.completion");
+  EXPECT_EQ(r["model"], "stories");
+  EXPECT_TRUE(r["id"].get<std::string>().rfind("chatcmpl-", 0) == 0);
+  EXPECT_EQ(r["choices"][0]["message"]["role"], "assistant");
+  EXPECT_TRUE(r["choices"][0]["message"]["content"].is_string());
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "length");
+  const json& u = r["usage"];
+  EXPECT_GT(u["prompt_tokens"].get<int>(), 20);
+  EXPECT_EQ(u["completion_tokens"], 12);
+  EXPECT_EQ(u["total_tokens"], u["prompt_tokens"].get<int>() + 12);
+  EXPECT_EQ(u["prompt_tokens_details"]["cached_tokens"], 0);  // an empty store
+  for (const char* f : {"system", "budget", "prefix_id", "prefix_tokens", "ttft_ms", "io_wait_ms",
+                        "ssd_bytes_read", "cache_bytes_hit", "read_amplification", "store"}) {
+    EXPECT_TRUE(u["ckv"].contains(f)) << f;
+  }
+  EXPECT_EQ(u["ckv"]["store"]["decision"], "queued");
+}
+
+TEST_F(ServerTest, ApplyTemplateTokenizeDetokenize) {
+  int status = 0;
+  const json msgs = {{{"role", "user"}, {"content", "Hi"}}};
+  const json t = Post(client(), "/apply-template", {{"messages", msgs}}, &status);
+  ASSERT_EQ(status, 200) << t.dump();
+  EXPECT_EQ(t["prompt"],
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+            "assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  const json no_gen =
+      Post(client(), "/apply-template", {{"messages", msgs}, {"add_generation_prompt", false}});
+  EXPECT_EQ(no_gen["prompt"].get<std::string>().find("<|im_start|>assistant"), std::string::npos);
+  const json tok = Post(client(), "/tokenize", {{"text", "Once upon a time"}});
+  ASSERT_TRUE(tok["tokens"].is_array());
+  EXPECT_EQ(tok["tokens"][0], 1);  // BOS
+  const json det =
+      Post(client(), "/detokenize", {{"tokens", tok["tokens"]}, {"skip_special_tokens", true}});
+  EXPECT_EQ(det["text"], "Once upon a time");
+}
+
+TEST_F(ServerTest, EveryErrorIsAnOpenAIErrorObject) {
+  const std::string chat = "/v1/chat/completions";
+  ExpectError(client(), chat, "{not json", 400);
+  ExpectError(client(), chat, R"({"messages": []})", 400, "messages");
+  ExpectError(client(), chat, R"({"messages": "hi"})", 400, "messages");
+  ExpectError(client(), chat, R"({"messages": [{"role": "wizard", "content": "x"}]})", 400,
+              "messages[0].role");
+  ExpectError(client(), chat, R"({"messages": [{"role": "user", "content": 5}]})", 400,
+              "messages[0].content");
+  const std::string user = R"("messages": [{"role": "user", "content": "hi"}])";
+  ExpectError(client(), chat, "{" + user + R"(, "n": 2})", 400, "n");
+  ExpectError(client(), chat, "{" + user + R"(, "ckv_budget": 0})", 400, "ckv_budget");
+  ExpectError(client(), chat, "{" + user + R"(, "ckv_budget": 1.5})", 400, "ckv_budget");
+  ExpectError(client(), chat, "{" + user + R"(, "temperature": "hot"})", 400, "temperature");
+  ExpectError(client(), chat, "{" + user + R"(, "max_tokens": 0})", 400, "max_tokens");
+  ExpectError(client(), chat, "{" + user + R"(, "stream": "yes"})", 400, "stream");
+  ExpectError(client(), chat, "{" + user + R"(, "ckv_store": 1})", 400, "ckv_store");
+  const std::string over =
+      ExpectError(client(), chat, "{" + user + R"(, "max_tokens": 100000})", 400, "max_tokens");
+  EXPECT_NE(over.find("exceeds the context of 512"), std::string::npos) << over;
+  ExpectError(client(), chat, "{" + user + R"(, "model": "gpt-4"})", 404, "model");
+  ExpectError(client(), "/v1/completions", R"({"prompt": 7})", 400, "prompt");
+  ExpectError(client(), "/v1/completions", R"({"prompt": [1, 999999]})", 400, "prompt");
+  ExpectError(client(), "/v1/nothing", "{}", 404);
+  ExpectError(client(), "/v1/chat/completions", std::string(17 << 20, ' '), 413);
+  // Still serving after all of that.
+  auto h = client().Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
+TEST_F(ServerTest, CompletionsTakeTextOrTokenIds) {
+  int status = 0;
+  const json text =
+      Post(client(), "/v1/completions",
+           {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"temperature", 0}}, &status);
+  ASSERT_EQ(status, 200) << text.dump();
+  EXPECT_EQ(text["object"], "text_completion");
+  const json tok = Post(client(), "/tokenize", {{"text", "Once upon a time"}});
+  const json ids = Post(client(), "/v1/completions",
+                        {{"prompt", tok["tokens"]}, {"max_tokens", 8}, {"temperature", 0}});
+  EXPECT_EQ(ids["choices"][0]["text"], text["choices"][0]["text"]);
+  EXPECT_EQ(text["usage"]["completion_tokens"], 8);
+}
+
+// SSE: "data: {json}\n\n" events, one per token, then "data: [DONE]"; the streamed text equals
+// the non-streamed answer; usage in a last chunk with empty choices when asked for.
+TEST_F(ServerTest, StreamingIsServerSentEventsOnePerToken) {
+  const json msgs = {{{"role", "user"}, {"content", "Tell me about a dog."}}};
+  json body = ChatBody(msgs, 10);
+  body["ckv_store"] = false;  // so that the streamed request is a plain prefill too
+  const json plain = Post(client(), "/v1/chat/completions", body);
+  body["stream"] = true;
+  body["stream_options"] = {{"include_usage", true}};
+  auto res = client().Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->get_header_value("Content-Type"), "text/event-stream");
+  const std::string& sse = res->body;
+  ASSERT_GE(sse.size(), 14u);
+  EXPECT_EQ(sse.substr(sse.size() - 14), "data: [DONE]\n\n");
+  std::vector<json> events;
+  size_t pos = 0;
+  while (pos < sse.size()) {
+    const size_t end = sse.find("\n\n", pos);
+    ASSERT_NE(end, std::string::npos);
+    const std::string ev = sse.substr(pos, end - pos);
+    ASSERT_EQ(ev.rfind("data: ", 0), 0u) << ev;
+    if (ev != "data: [DONE]") events.push_back(json::parse(ev.substr(6)));
+    pos = end + 2;
+  }
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events.front()["choices"][0]["delta"]["role"], "assistant");
+  std::string text;
+  int content_events = 0;
+  std::string finish;
+  for (const json& e : events) {
+    EXPECT_EQ(e["object"], "chat.completion.chunk");
+    if (e["choices"].empty()) continue;
+    const json& d = e["choices"][0]["delta"];
+    if (d.contains("content") && !d["content"].get<std::string>().empty()) {
+      text += d["content"].get<std::string>();
+      ++content_events;
+    }
+    if (!e["choices"][0]["finish_reason"].is_null()) finish = e["choices"][0]["finish_reason"];
+  }
+  EXPECT_EQ(text, plain["choices"][0]["message"]["content"].get<std::string>());
+  EXPECT_GE(content_events, 5);  // token by token, not one blob
+  EXPECT_EQ(finish, "length");
+  const json& last = events.back();
+  EXPECT_TRUE(last["choices"].empty());
+  EXPECT_EQ(last["usage"]["completion_tokens"], 10);
+}
+
+TEST_F(ServerTest, StopStringsCutTheAnswer) {
+  const json base = Post(client(), "/v1/completions",
+                         {{"prompt", "Once upon a time"}, {"max_tokens", 24}, {"temperature", 0}});
+  const std::string full = base["choices"][0]["text"];
+  ASSERT_GT(full.size(), 12u);
+  const std::string stop = full.substr(6, 4);
+  const json cut = Post(
+      client(), "/v1/completions",
+      {{"prompt", "Once upon a time"}, {"max_tokens", 24}, {"temperature", 0}, {"stop", stop}});
+  EXPECT_EQ(cut["choices"][0]["text"], full.substr(0, full.find(stop)));
+  EXPECT_EQ(cut["choices"][0]["finish_reason"], "stop");
+}
+
+// The next turn of a conversation starts with this turn's context: it must hit the store.
+TEST_F(ServerTest, SecondTurnHitsTheStoreAndRestartKeepsIt) {
+  json msgs = {{{"role", "user"}, {"content", "Once upon a time there was a girl named Lily."}}};
+  const double stored0 = MetricValue(client(), "ckv_store_writes_total{result=\"stored\"}");
+  const json t1 = Post(client(), "/v1/chat/completions", ChatBody(msgs, 16));
+  EXPECT_EQ(t1["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  WaitForStores(client(), stored0, 2);  // the prompt and the whole context
+  msgs.push_back({{"role", "assistant"}, {"content", t1["choices"][0]["message"]["content"]}});
+  msgs.push_back({{"role", "user"}, {"content", "What did she do next?"}});
+  const json t2 = Post(client(), "/v1/chat/completions", ChatBody(msgs, 8));
+  const int prompt2 = t2["usage"]["prompt_tokens"];
+  const int cached2 = t2["usage"]["prompt_tokens_details"]["cached_tokens"];
+  EXPECT_GE(cached2, t1["usage"]["prompt_tokens"].get<int>()) << t2["usage"].dump();
+  EXPECT_LT(cached2, prompt2);
+  EXPECT_FALSE(t2["usage"]["ckv"]["prefix_id"].is_null());
+  EXPECT_GT(MetricValue(client(), "ckv_prefix_cache_queries_total"), 0);
+
+  // A restarted server hits what the first one stored.
+  run_.client.reset();
+  run_.server->Stop();
+  run_.server.reset();
+  run_ = StartServer(BaseOptions(store_));
+  ASSERT_TRUE(run_.client);
+  // (Turn 2's own prompt was stored too, so now nearly all of it hits.)
+  const json again = Post(client(), "/v1/chat/completions", ChatBody(msgs, 8));
+  EXPECT_GE(again["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), cached2)
+      << again["usage"].dump();
+}
+
+// Exact attention is one flag away: at budget 1.0 a request served from a stored prefix
+// generates what plain generation does on the same prompt (bf16 KV, as the store keeps it).
+TEST_F(ServerTest, BudgetOneEqualsPlainGeneration) {
+  const std::string story =
+      test::ReadFileOrDie(test::SourceDir() + "/data/demo_story.txt").substr(0, 900);
+  const double stored0 = MetricValue(client(), "ckv_store_writes_total{result=\"stored\"}");
+  const json first =
+      Post(client(), "/v1/completions", {{"prompt", story}, {"max_tokens", 1}, {"temperature", 0}});
+  WaitForStores(client(), stored0, 1);
+  const std::string prompt = story + " The next day,";
+  const json r =
+      Post(client(), "/v1/completions",
+           {{"prompt", prompt}, {"max_tokens", 24}, {"temperature", 0}, {"ckv_budget", 1.0}});
+  ASSERT_GT(r["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), 0) << r.dump();
+  auto model = Model::Load(test::BundledModelDir());
+  ASSERT_TRUE(model.ok());
+  auto ids = (*model)->tokenizer()->Encode(prompt, true);
+  ASSERT_TRUE(ids.ok());
+  GenerateOptions go;
+  go.max_tokens = 24;
+  go.kv_precision = KVPrecision::kBF16;
+  auto g = Generate(**model, *ids, go);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(r["choices"][0]["text"].get<std::string>(), g->text);
+  (void)first;
+}
+
+TEST(ServerAuth, KeyRequiredExceptForHealth) {
+  ServerOptions o = BaseOptions(test::MakeTempDir("serve-auth"));
+  o.api_key = "sk-test";
+  Running run = StartServer(o);
+  ASSERT_TRUE(run.client);
+  httplib::Client anon("127.0.0.1", run.server->port());
+  auto h = anon.Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  auto m = anon.Get("/v1/models");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, 401);
+  EXPECT_NE(m->body.find("invalid_api_key"), std::string::npos);
+  anon.set_bearer_token_auth("sk-wrong");
+  auto w = anon.Get("/v1/models");
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->status, 401);
+  auto ok = run.client->Get("/v1/models");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+}
+
+TEST(ServerStore, AFullDiskCostsTheStoreNotTheAnswer) {
+  ServerOptions o = BaseOptions(test::MakeTempDir("serve-enospc"));
+  o.store_fault_injection = [](const std::string& path) {
+    return path.find("segments") != std::string::npos ? ENOSPC : 0;
+  };
+  Running run = StartServer(o);
+  ASSERT_TRUE(run.client);
+  for (int i = 0; i < 2; ++i) {
+    int status = 0;
+    const json r = Post(
+        *run.client, "/v1/completions",
+        {{"prompt", "Once upon a time there was a big red ball"}, {"max_tokens", 20}}, &status);
+    EXPECT_EQ(status, 200) << r.dump();
+    EXPECT_EQ(r["usage"]["completion_tokens"], 20);
+  }
+  for (int i = 0;
+       i < 400 && MetricValue(*run.client, "ckv_store_writes_total{result=\"failed\"}") < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_GE(MetricValue(*run.client, "ckv_store_writes_total{result=\"failed\"}"), 1);
+  EXPECT_EQ(MetricValue(*run.client, "ckv_store_prefixes"), 0);
+}
+
+TEST(ServerCancel, AClientThatDisconnectsStopsItsGeneration) {
+  ServerOptions o = BaseOptions(test::MakeTempDir("serve-cancel"));
+  o.debug_token_delay_ms = 20;  // ~50 tokens/s: slow enough to disconnect mid-answer
+  Running run = StartServer(o);
+  ASSERT_TRUE(run.client);
+  {
+    httplib::Client c("127.0.0.1", run.server->port());
+    int events = 0;
+    const json body = {{"prompt", "Once upon a time"}, {"max_tokens", 400}, {"stream", true}};
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = body.dump();
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++events < 5; };
+    auto res = c.send(req);  // the receiver returning false closes the connection
+    EXPECT_GE(events, 5);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  while (MetricValue(*run.client, "ckv_requests_cancelled_total") < 1 &&
+         std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(MetricValue(*run.client, "ckv_requests_cancelled_total"), 1);
+  // It stopped long before its 400 tokens (8 s at this pace) and the server serves again.
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  EXPECT_EQ(MetricValue(*run.client, "ckv_requests_running"), 0);
+}
+
+TEST(ServerQueue, AFullQueueAnswers429WithRetryAfter) {
+  ServerOptions o = BaseOptions(test::MakeTempDir("serve-queue"));
+  o.max_queue = 1;
+  o.debug_token_delay_ms = 20;
+  Running run = StartServer(o);
+  ASSERT_TRUE(run.client);
+  const std::string body = json{{"prompt", "Once upon a time"}, {"max_tokens", 30}}.dump();
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::vector<int> codes;
+  std::string retry_after;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      httplib::Client c("127.0.0.1", run.server->port());
+      c.set_read_timeout(60, 0);
+      auto res = c.Post("/v1/completions", body, "application/json");
+      std::lock_guard<std::mutex> lock(mu);
+      codes.push_back(res ? res->status : -1);
+      if (res && res->status == 429) retry_after = res->get_header_value("Retry-After");
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(std::count(codes.begin(), codes.end(), 200), 2);  // one running, one waiting
+  EXPECT_EQ(std::count(codes.begin(), codes.end(), 429), 2);
+  EXPECT_EQ(retry_after, "1");
+}
+
+TEST(ServerTemplate, AModelWithoutTemplateServesCompletionsOnly) {
+  ServerOptions o = BaseOptions(test::MakeTempDir("serve-notmpl"));
+  o.chat_template_file.clear();  // stories260k's tokenizer_config.json has none
+  Running run = StartServer(o);
+  ASSERT_TRUE(run.client);
+  const std::string msg = ExpectError(*run.client, "/v1/chat/completions",
+                                      R"({"messages": [{"role": "user", "content": "hi"}]})", 400);
+  EXPECT_NE(msg.find("--chat-template"), std::string::npos) << msg;
+  int status = 0;
+  Post(*run.client, "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}}, &status);
+  EXPECT_EQ(status, 200);
+}
+
+TEST(ServerTemplate, AnUnsupportedTemplateFailsAtStartupNamingTheLine) {
+  const std::string path = test::MakeTempDir("bad-tmpl") + "/t.jinja";
+  std::ofstream(path) << "{% for m in messages %}\n{{ m.content | frobnicate }}\n{% endfor %}";
+  ServerOptions o = BaseOptions(test::MakeTempDir("serve-badtmpl"));
+  o.chat_template_file = path;
+  auto s = Server::Start(o);
+  ASSERT_TRUE(s.ok());
+  const Status st = (*s)->WaitReady();
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("frobnicate"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find("line 2"), std::string::npos) << st.ToString();
+}
+
+}  // namespace
+}  // namespace ckv

@@ -1,0 +1,112 @@
+// ckv serve: flags only; the server lives in src/server (include/ckv/server.h).
+#include <pthread.h>
+#include <signal.h>
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "ckv/server.h"
+#include "cli_common.h"
+
+namespace ckv::cli {
+
+void RegisterServe(CLI::App& root, std::vector<Command>& out) {
+  struct Args {
+    ServerOptions opt;
+    std::string model = DefaultModelDir();
+    StoreArgs store;
+    std::string api_key_file;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* app = root.add_subcommand(
+      "serve", "OpenAI-compatible HTTP server with automatic, persistent prefix caching");
+  app->add_option("--model", a->model, "Model directory")->capture_default_str();
+  AddStoreOptions(*app, a->store);
+  app->add_option("--host", a->opt.host, "Address to bind")->capture_default_str();
+  app->add_option("--port", a->opt.port, "Port (0 = any free port)")->capture_default_str();
+  app->add_option("--system", a->opt.system,
+                  "KV source: contiguouskv | contiguouskv-summaries | as-lru | as-h2o-lru | "
+                  "impress | impress-vote | recompute")
+      ->capture_default_str();
+  app->add_option("--budget", a->opt.budget,
+                  "Default fraction of prefix chunks attended (requests override with "
+                  "ckv_budget; 1.0 = exact attention)")
+      ->capture_default_str();
+  app->add_option("--cache-bytes", a->opt.cache_bytes, "Memory cache of prefix KV (bytes)")
+      ->capture_default_str();
+  app->add_option("--store-min-tokens", a->opt.store_min_tokens,
+                  "Contexts shorter than this are not stored")
+      ->capture_default_str();
+  app->add_option("--max-context", a->opt.max_context,
+                  "Prompt + max_tokens bound (0 = the model's context)")
+      ->capture_default_str();
+  app->add_option("--max-queue", a->opt.max_queue,
+                  "Requests that may wait for the engine; more are answered 429")
+      ->capture_default_str();
+  app->add_option("--store-queue", a->opt.store_queue,
+                  "Background stores that may wait; more are skipped (counted)")
+      ->capture_default_str();
+  auto* key = app->add_option("--api-key", a->opt.api_key, "Require 'Authorization: Bearer KEY'");
+  app->add_option("--api-key-file", a->api_key_file, "Read the API key from a file")->excludes(key);
+  app->add_option("--chat-template", a->opt.chat_template_file,
+                  "Jinja chat template file (default: the model's tokenizer_config.json)");
+  app->add_option("--served-model-name", a->opt.served_model_name,
+                  "Model name clients use (default: the model directory's name)");
+  app->add_option("--max-body-bytes", a->opt.max_body_bytes, "Request body limit (413 beyond)")
+      ->capture_default_str();
+  out.push_back(
+      {app, [a]() -> int {
+         ServerOptions opt = a->opt;
+         opt.model_dir = a->model;
+         if (opt.model_dir.empty()) {
+           return Fail(FindDataDir().status().WithContext("no --model given"));
+         }
+         opt.store_dir = a->store.dir;
+         opt.store_max_bytes = a->store.max_bytes;
+         auto layout = a->store.Layout();
+         if (!layout.ok()) return Fail(layout.status());
+         opt.layout = *layout;
+         if (!a->api_key_file.empty()) {
+           std::ifstream in(a->api_key_file);
+           if (!in) return Fail(Status::NotFound("cannot read --api-key-file " + a->api_key_file));
+           std::getline(in, opt.api_key);
+           if (opt.api_key.empty()) {
+             return Fail(
+                 Status::InvalidArgument("--api-key-file " + a->api_key_file + " is empty"));
+           }
+         }
+         opt.log = [](const std::string& line) { std::cerr << line << std::endl; };
+         // SIGINT/SIGTERM are taken by a watcher thread (sigwait), not a handler:
+         // Stop() takes locks and joins threads, which a handler must not.
+         sigset_t sigs;
+         sigemptyset(&sigs);
+         sigaddset(&sigs, SIGINT);
+         sigaddset(&sigs, SIGTERM);
+         pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+         signal(SIGPIPE, SIG_IGN);
+         auto server = Server::Start(opt);
+         if (!server.ok()) return Fail(server.status());
+         Server* s = server->get();
+         std::thread watcher([s, sigs] {
+           int sig = 0;
+           sigwait(&sigs, &sig);
+           std::cerr << "ckv serve: signal " << sig << ", stopping" << std::endl;
+           s->Stop();
+         });
+         Status ready = s->WaitReady();
+         if (!ready.ok()) {
+           pthread_kill(watcher.native_handle(), SIGTERM);
+           watcher.join();
+           return Fail(ready);
+         }
+         s->Wait();
+         watcher.join();
+         server->reset();
+         std::cerr << "ckv serve: stopped" << std::endl;
+         return 0;
+       }});
+}
+
+}  // namespace ckv::cli

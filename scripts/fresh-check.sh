@@ -67,7 +67,15 @@ fi
 ROOT="$(mktemp -d /var/tmp/ckv-fresh-XXXXXX)"
 step "unpacking into $ROOT"
 tar -xf "$TARBALL" -C "$ROOT" || fail "unpacking the base root"
+# The network this machine has, not the project's dependencies: its resolver, and the CAs it
+# trusts (a workplace may reach package registries through a TLS-inspecting proxy; Node, which
+# fetches the OpenAI client from npm, takes extra CAs from NODE_EXTRA_CA_CERTS).
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
+EXTRA_CA=""
+if [[ -s /etc/ssl/certs/ca-certificates.crt ]]; then
+  cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/host-ca-bundle.crt"
+  EXTRA_CA="NODE_EXTRA_CA_CERTS=/etc/host-ca-bundle.crt"
+fi
 
 step "cloning HEAD ($(git -C "$REPO" rev-parse --short HEAD)) with nothing beside it"
 git clone --quiet --no-local "$REPO" "$ROOT/src/contiguouskv" || fail "git clone"
@@ -86,7 +94,7 @@ run_in_root() {
   step "$what"
   local t0=$(date +%s)
   chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    TERM=dumb LANG=C.UTF-8 /bin/bash -c "cd /src/contiguouskv && $*" || fail "$what"
+    TERM=dumb LANG=C.UTF-8 $EXTRA_CA /bin/bash -c "cd /src/contiguouskv && $*" || fail "$what"
   echo "== fresh-check: '$what' passed in $(($(date +%s) - t0)) s"
 }
 run_in_root "scripts/install-deps.sh" "scripts/install-deps.sh"

@@ -39,6 +39,7 @@ struct ServerOptions {
   // Test seams: store write faults (see StoreOptions::fault_injection), and a pause after each
   // generated token so that a tiny model generates slowly enough to observe cancellation.
   std::function<int(const std::string& path)> store_fault_injection;
+  bool store_sync = true;  // fsync on publication (off only for tests)
   int debug_token_delay_ms = 0;
 };
 

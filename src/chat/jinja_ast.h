@@ -11,6 +11,18 @@
 
 namespace ckv::jinja {
 
+// Counts nesting (parser and renderer) for their depth limits; RAII so every exit path undoes it.
+class DepthGuard {
+ public:
+  explicit DepthGuard(int* depth) : depth_(depth) { ++*depth_; }
+  ~DepthGuard() { --*depth_; }
+  DepthGuard(const DepthGuard&) = delete;
+  DepthGuard& operator=(const DepthGuard&) = delete;
+
+ private:
+  int* depth_;
+};
+
 struct FilterDef;
 struct TestDef;
 

@@ -91,17 +91,6 @@ class Parser {
     int line;
   };
 
-  class DepthGuard {
-   public:
-    explicit DepthGuard(int* depth) : depth_(depth) { ++*depth_; }
-    ~DepthGuard() { --*depth_; }
-    DepthGuard(const DepthGuard&) = delete;
-    DepthGuard& operator=(const DepthGuard&) = delete;
-
-   private:
-    int* depth_;
-  };
-
   // ---- token stream ----
   const Token& Cur() const { return toks_[i_]; }
   const Token& Peek() const { return toks_[i_ + 1 < toks_.size() ? i_ + 1 : i_]; }

@@ -82,17 +82,6 @@ Value MakeLoop(const ValueList& items, size_t i, const Value& changed) {
   return Value::FromDict(std::move(loop));
 }
 
-class DepthGuard {
- public:
-  explicit DepthGuard(int* depth) : depth_(depth) { ++*depth_; }
-  ~DepthGuard() { --*depth_; }
-  DepthGuard(const DepthGuard&) = delete;
-  DepthGuard& operator=(const DepthGuard&) = delete;
-
- private:
-  int* depth_;
-};
-
 }  // namespace
 
 const Value* Scope::Find(std::string_view name) const {

@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "model/tokenizer_unicode.h"
+
 namespace ckv::jinja {
 namespace {
 
@@ -89,22 +91,9 @@ std::u32string DecodeUtf8(std::string_view s) {
 }
 
 void AppendUtf8(char32_t cp, std::string* out) {
+  // Python strings cannot hold these; what a template computes must still be valid UTF-8.
   if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) cp = kReplacement;
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
+  tokenizer::AppendUtf8(cp, out);
 }
 
 std::string EncodeUtf8(std::u32string_view s) {

@@ -4,6 +4,7 @@
 // its own tokens, not for the whole conversation again.
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "ckv/reprefill.h"
 #include "engine/transformer.h"
@@ -45,13 +46,18 @@ Result<StoredContext> StoreContext(const Model& model, PrefixStore& store,
     return options.run_piece ? options.run_piece(f) : f();
   };
 
-  KVCache kv = model.NewCache(KVPrecision::kBF16, n);
   StoredContext out;
-  if (auto parent = store.FindLongestPrefix(fp, layout, tokens)) {
-    if (parent->n_tokens == n) {
-      // Already stored: Put returns the existing entry (and touches it).
-      out.reused_tokens = n;
-    } else if (auto handle = store.OpenPrefix(parent->id); handle.ok()) {
+  std::optional<PrefixInfo> parent = store.FindLongestPrefix(fp, layout, tokens);
+  if (parent && parent->n_tokens == n) {
+    // Already stored (and touched by the lookup). Never Put here without KV: if the entry
+    // vanished meanwhile (evicted, quarantined), Put would publish whatever the cache holds.
+    out.info = *parent;
+    out.reused_tokens = n;
+    return out;
+  }
+  KVCache kv = model.NewCache(KVPrecision::kBF16, n);
+  if (parent) {
+    if (auto handle = store.OpenPrefix(parent->id); handle.ok()) {
       Status st = LoadStoredKV(**handle, parent->n_tokens, kv);
       if (st.ok()) {
         out.reused_tokens = parent->n_tokens;
@@ -60,17 +66,16 @@ Result<StoredContext> StoreContext(const Model& model, PrefixStore& store,
       }
     }
   }
-  if (out.reused_tokens < n) {
-    for (int64_t b = kv.size(); b < n; b += options.piece_tokens) {
-      const int64_t e = std::min(n, b + options.piece_tokens);
-      CKV_RETURN_IF_ERROR(
-          run([&] { return model.Forward(tokens.subspan(b, e - b), kv, nullptr); }));
-    }
-    out.computed_tokens = n - out.reused_tokens;
-  } else {
-    // Nothing to compute; the stored rows are not needed by Put for an existing entry.
-    kv.Advance(n - kv.size());
+  // Pieces of piece_tokens; a short last piece is folded into the one before it, so that no
+  // piece but a short context's only one takes the few-row (GEMV) path a prefill would not.
+  constexpr int64_t kShort = 8;
+  for (int64_t b = kv.size(); b < n;) {
+    int64_t e = std::min(n, b + options.piece_tokens);
+    if (n - e > 0 && n - e < kShort) e = n;
+    CKV_RETURN_IF_ERROR(run([&] { return model.Forward(tokens.subspan(b, e - b), kv, nullptr); }));
+    b = e;
   }
+  out.computed_tokens = n - out.reused_tokens;
   std::vector<KVLayerData> layers(cfg.num_layers);
   for (int l = 0; l < cfg.num_layers; ++l) {
     layers[l] = {static_cast<const uint16_t*>(kv.k(l)), static_cast<const uint16_t*>(kv.v(l))};

@@ -1,21 +1,10 @@
 #include "server/chat_prompt.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+
+#include "common/text_file.h"
 
 namespace ckv::server {
-namespace {
-
-Result<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound("cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-}  // namespace
 
 Result<ChatPrompt> ChatPrompt::Load(const std::string& model_dir, const std::string& template_file,
                                     const Tokenizer& tok) {
@@ -34,7 +23,7 @@ Result<ChatPrompt> ChatPrompt::Load(const std::string& model_dir, const std::str
     return config.status();
   }
   if (!template_file.empty()) {
-    CKV_ASSIGN_OR_RETURN(source, ReadFile(template_file));
+    CKV_ASSIGN_OR_RETURN(source, ReadTextFile(template_file));
     origin = template_file;
   }
   if (!p.bos_token_ && tok.bos_id()) p.bos_token_ = tok.TokenString(*tok.bos_id());

@@ -12,14 +12,16 @@ EngineWorker::~EngineWorker() {
   Shutdown();
 }
 
-std::optional<std::future<GenerationOutcome>> EngineWorker::Submit(GenerationJob job) {
+std::variant<std::future<GenerationOutcome>, EngineWorker::Refusal> EngineWorker::Submit(
+    GenerationJob job) {
   auto entry = std::make_unique<Entry>();
   entry->job = std::move(job);
   entry->queued_at = std::chrono::steady_clock::now();
   auto future = entry->done.get_future();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_ || queue_.size() >= max_queue_) return std::nullopt;
+    if (stopping_) return Refusal::kStopping;
+    if (queue_.size() >= max_queue_) return Refusal::kQueueFull;
     gate_.RequestPending();  // Before the worker can see it: RequestDone must come after.
     queue_.push_back(std::move(entry));
     metrics_.requests_waiting = static_cast<int64_t>(queue_.size());
@@ -70,7 +72,13 @@ void EngineWorker::Loop() {
         return user ? user(id) : true;
       };
       auto slot = gate_.AcquireForRequest();
-      auto res = engine_.Run(job.prompt, opts);
+      Result<ReprefillResult> res = Status::Internal("not run");
+      try {
+        res = engine_.Run(job.prompt, opts);
+      } catch (const std::exception& e) {
+        // bad_alloc for a huge context, say: that request fails, the server goes on.
+        res = Status::Internal(std::string("exception: ") + e.what());
+      }
       slot.unlock();
       metrics_.requests_running = 0;
       if (res.ok()) {
@@ -83,10 +91,15 @@ void EngineWorker::Loop() {
     if (out.cancelled) metrics_.requests_cancelled += 1;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      out.server_stopping = out.cancelled && stopping_;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
       running_cancel_.reset();
     }
     gate_.RequestDone();
     entry->done.set_value(std::move(out));
+    if (job.on_done) job.on_done();
   }
 }
 

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "ckv/reprefill.h"
@@ -33,6 +34,8 @@ struct GenerationJob {
   // Set by the HTTP side when the client went away or the server stops: generation ends
   // at the next token, a job still queued never starts.
   std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+  // Called on the worker thread right after the outcome is set (wakes a streaming handler).
+  std::function<void()> on_done;
 };
 
 struct GenerationOutcome {
@@ -40,6 +43,7 @@ struct GenerationOutcome {
   ReprefillResult result;
   double queue_ms = 0;  // waiting for the worker
   bool cancelled = false;
+  bool server_stopping = false;  // cancelled because the server stops (not by the client)
 };
 
 class EngineWorker {
@@ -47,8 +51,9 @@ class EngineWorker {
   EngineWorker(ReprefillEngine& engine, size_t max_queue, ComputeGate& gate, Metrics& metrics);
   ~EngineWorker();  // Shutdown()
 
-  // nullopt when max_queue jobs are already waiting.
-  std::optional<std::future<GenerationOutcome>> Submit(GenerationJob job);
+  enum class Refusal { kQueueFull, kStopping };
+  // The outcome's future, or why the job was not taken.
+  std::variant<std::future<GenerationOutcome>, Refusal> Submit(GenerationJob job);
   // Cancels queued and running jobs, then joins the worker.
   void Shutdown();
 

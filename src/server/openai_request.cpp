@@ -1,6 +1,7 @@
 #include "server/openai_request.h"
 
 #include <cmath>
+#include <cstdint>
 #include <set>
 
 namespace ckv::server {
@@ -18,7 +19,9 @@ std::optional<ApiError> NormalizeContent(json& content, const std::string& field
   if (!content.is_array()) return TypeError(field, "a string, null or an array of text parts");
   std::string joined;
   for (const json& part : content) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+    // Checked field by field: json::value() throws when a present field has another type.
+    if (!part.is_object() || !part.contains("type") || !part["type"].is_string() ||
+        part["type"].get<std::string>() != "text" || !part.contains("text") ||
         !part["text"].is_string()) {
       return ApiError::BadRequest(
           "'" + field +
@@ -93,6 +96,7 @@ std::optional<ApiError> ParseCompletionRequest(const json& body, Endpoint endpoi
                                                CompletionRequest* out) {
   if (!body.is_object()) return ApiError::BadRequest("the request body must be a JSON object");
   out->endpoint = endpoint;
+  out->sampling.temperature = 1.0f;  // OpenAI's default; 0 = greedy
   if (body.contains("model") && !body["model"].is_null()) {
     if (!body["model"].is_string()) return TypeError("model", "a string");
     out->model = body["model"];
@@ -109,9 +113,15 @@ std::optional<ApiError> ParseCompletionRequest(const json& body, Endpoint endpoi
         return ApiError::BadRequest("'prompt' must not be empty", "prompt");
     } else if (p.is_array() && !p.empty() && p[0].is_number_integer()) {
       for (const json& id : p) {
-        if (!id.is_number_integer())
+        if (!id.is_number_integer()) {
           return TypeError("prompt", "a string or an array of token ids");
-        out->prompt_ids.push_back(static_cast<int32_t>(id.get<int64_t>()));
+        }
+        const int64_t v = id.get<int64_t>();  // checked before narrowing: 2^32 + 1 is not id 1
+        if (v < 0 || v > INT32_MAX) {
+          return ApiError::BadRequest(
+              "token id " + std::to_string(v) + " is outside the vocabulary", "prompt");
+        }
+        out->prompt_ids.push_back(static_cast<int32_t>(v));
       }
       out->prompt_is_ids = true;
     } else {
@@ -188,6 +198,24 @@ std::optional<ApiError> ParseCompletionRequest(const json& body, Endpoint endpoi
     if (!body["ckv_store"].is_boolean()) return TypeError("ckv_store", "a boolean");
     out->store = body["ckv_store"].get<bool>();
   }
+  return std::nullopt;
+}
+
+std::optional<ApiError> ParseBody(const std::string& text, json* out) {
+  // nlohmann parses and destroys deep documents without recursion, but copies them
+  // recursively: a 200 KB body of nested brackets would overflow the stack later. Refuse them.
+  constexpr int kMaxDepth = 64;
+  bool too_deep = false;
+  json::parser_callback_t depth_check = [&](int depth, json::parse_event_t, json&) {
+    if (depth > kMaxDepth) too_deep = true;
+    return !too_deep;
+  };
+  *out = json::parse(text, depth_check, /*allow_exceptions=*/false);
+  if (too_deep) {
+    return ApiError::BadRequest("the request body nests deeper than " + std::to_string(kMaxDepth) +
+                                " levels");
+  }
+  if (out->is_discarded()) return ApiError::BadRequest("malformed JSON body");
   return std::nullopt;
 }
 

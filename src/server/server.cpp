@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
+#include <variant>
 
 #include "ckv/model.h"
 #include "ckv/reprefill.h"
@@ -87,7 +88,9 @@ struct Server::Impl {
   std::condition_variable state_cv;
   LoadState state = LoadState::kLoading;
   Status load_status;
-  bool stopped = false;
+  bool stopped = false;    // Stop began: new requests get 503
+  bool stop_done = false;  // Stop finished: threads joined, store closed
+  std::mutex stop_mu;      // one Stop at a time
 
   // Set once by the loader thread before state becomes kReady; read-only afterwards.
   std::unique_ptr<Model> model;
@@ -120,6 +123,9 @@ struct Server::Impl {
   // generation prompt (its last tokens can merge with the answer's first when re-tokenized).
   std::optional<ApiError> PromptIds(const CompletionRequest& r, std::vector<int32_t>* ids,
                                     int64_t* stable = nullptr);
+  // The ids of `messages` + {assistant: answer}, rendered without a generation prompt.
+  std::optional<std::vector<int32_t>> NextTurnIds(const json& messages, const json& tools,
+                                                  const std::string& answer) const;
 };
 
 Status Server::Impl::Load() {
@@ -132,6 +138,7 @@ Status Server::Impl::Load() {
   StoreOptions so;
   so.max_bytes = opt.store_max_bytes;
   so.fault_injection = opt.store_fault_injection;
+  so.sync = opt.store_sync;
   CKV_ASSIGN_OR_RETURN(store, PrefixStore::Open(opt.store_dir, so));
   ReprefillEngine::Config ec;
   ec.layout = DefaultLayoutFor(base.system, opt.layout);
@@ -210,11 +217,23 @@ std::optional<ApiError> Server::Impl::PromptIds(const CompletionRequest& r,
   return std::nullopt;
 }
 
+std::optional<std::vector<int32_t>> Server::Impl::NextTurnIds(const json& messages,
+                                                              const json& tools,
+                                                              const std::string& answer) const {
+  json conversation = messages;
+  conversation.push_back({{"role", "assistant"}, {"content", answer}});
+  auto text = chat->Render(conversation, tools, /*add_generation_prompt=*/false);
+  if (!text.ok()) return std::nullopt;
+  auto ids = model->tokenizer()->Encode(*text, /*add_special_tokens=*/false);
+  if (!ids.ok()) return std::nullopt;
+  return std::move(ids).value();
+}
+
 void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Response& res,
                                     Endpoint endpoint) {
   const auto arrived = std::chrono::steady_clock::now();
-  const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return ReplyError(res, ApiError::BadRequest("malformed JSON body"));
+  json body;
+  if (auto e = server::ParseBody(req.body, &body)) return ReplyError(res, *e);
   CompletionRequest r;
   if (auto e = server::ParseCompletionRequest(body, endpoint, &r)) return ReplyError(res, *e);
   if (!r.model.empty() && r.model != model_name) {
@@ -234,8 +253,10 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
                                       " tokens; the context holds " + std::to_string(max_context),
                                   endpoint == Endpoint::kChat ? "messages" : "prompt"));
   }
-  const int64_t max_tokens = r.max_tokens.value_or(room);
-  if (n_prompt + max_tokens > max_context) {
+  // Chat: up to the context (OpenAI's default); completions: OpenAI's legacy default of 16.
+  const int64_t max_tokens =
+      r.max_tokens.value_or(endpoint == Endpoint::kChat ? room : std::min<int64_t>(16, room));
+  if (max_tokens > room) {  // (not n_prompt + max_tokens: a client's 2^63-1 would overflow)
     return ReplyError(res, ApiError::BadRequest(
                                "prompt (" + std::to_string(n_prompt) + " tokens) + max_tokens (" +
                                    std::to_string(max_tokens) + ") exceeds the context of " +
@@ -283,16 +304,23 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
     return !end_of_turn && !stream->stopped();
   };
   auto cancelled = job.cancelled;
-  auto future = worker->Submit(std::move(job));
-  if (!future) {
+  job.on_done = [channel] {
+    std::lock_guard<std::mutex> lock(channel->mu);  // (so the waiter cannot miss the wake-up)
+    channel->cv.notify_all();
+  };
+  auto submitted = worker->Submit(std::move(job));
+  if (auto* refusal = std::get_if<server::EngineWorker::Refusal>(&submitted)) {
     res.set_header("Retry-After", "1");
+    if (*refusal == server::EngineWorker::Refusal::kStopping) {
+      return ReplyError(res, {503, "the server is stopping", "server_error", "", "unavailable"});
+    }
     return ReplyError(res, {429,
                             "the server is busy: " + std::to_string(opt.max_queue) +
                                 " requests are waiting; retry later",
                             "rate_limit_error", "", "queue_full"});
   }
-  auto shared_future =
-      std::make_shared<std::shared_future<server::GenerationOutcome>>(future->share());
+  auto shared_future = std::make_shared<std::shared_future<server::GenerationOutcome>>(
+      std::get<std::future<server::GenerationOutcome>>(submitted).share());
   const std::string id = RandomId(endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-");
   const int64_t created = UnixSeconds();
   const bool store_requested = r.store.value_or(true);
@@ -302,7 +330,8 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
   // (a stream aborted mid-way runs it from the provider's releaser).
   auto finished = std::make_shared<std::atomic<bool>>(false);
   auto finish = [this, prompt, n_prompt, n_stable, stream, saw_eos, arrived, store_requested,
-                 budget, endpoint, finished](const server::GenerationOutcome& out, json* usage) {
+                 budget, endpoint, finished, messages = r.messages,
+                 tools = r.tools](const server::GenerationOutcome& out, json* usage) {
     if (finished->exchange(true)) return;
     const ReprefillStats& s = out.result.stats;
     // Tokens generated, as the client counts them: the end-of-turn token is not part of it.
@@ -332,15 +361,17 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
     // Store the prompt and the whole context for the next turn (background, bounded).
     std::string store_decision = store_requested ? "" : "disabled";
     int64_t store_tokens = 0;
-    if (store_requested) {
+    if (store_requested && !out.server_stopping) {
       std::vector<int32_t> context = prompt;
       if (!out.cancelled && !stream->stopped()) {
-        // The answer's tokens (with the end-of-turn token a chat template writes after it).
-        context.insert(context.end(), out.result.generated_ids.begin(),
-                       out.result.generated_ids.end());
-        if (s.stopped_at_eos && endpoint == Endpoint::kChat) {
-          const auto& eos_ids = model->config().eos_token_ids;
-          if (!eos_ids.empty()) context.push_back(eos_ids.front());
+        if (endpoint == Endpoint::kChat) {
+          // Exactly what the next turn's prompt starts with: the conversation with this answer
+          // as the assistant's message, rendered and tokenized as the next request will be
+          // (the end-of-turn text included, and no re-tokenization surprise at the seams).
+          context = NextTurnIds(messages, tools, stream->text()).value_or(prompt);
+        } else {
+          context.insert(context.end(), out.result.generated_ids.begin(),
+                         out.result.generated_ids.end());
         }
       }
       if (static_cast<int64_t>(context.size()) > max_context) context.resize(max_context);
@@ -379,6 +410,10 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
     if (!out.status.ok()) {
       return ReplyError(
           res, {500, "generation failed: " + out.status.ToString(), "server_error", "", ""});
+    }
+    if (out.server_stopping) {
+      return ReplyError(res, {503, "the server stopped before the answer was complete",
+                              "server_error", "", "unavailable"});
     }
     stream->Flush();
     observe_ttft();
@@ -441,6 +476,7 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
             !send(event(chunk({{"role", "assistant"}, {"content", ""}}, nullptr)))) {
           return false;
         }
+        auto last_write = std::chrono::steady_clock::now();
         for (;;) {
           // The generation's state first: once it is done, no token can arrive any more.
           const bool done =
@@ -457,6 +493,14 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
           for (const std::string& piece : pieces) {  // one event per token
             const json d = endpoint == Endpoint::kChat ? json{{"content", piece}} : json(piece);
             if (!send(event(chunk(d, nullptr)))) return false;
+            last_write = std::chrono::steady_clock::now();
+          }
+          // While queued or in a long prefill nothing else is written: an SSE comment each
+          // second (clients ignore it) finds a client that went away.
+          if (pieces.empty() &&
+              std::chrono::steady_clock::now() - last_write > std::chrono::seconds(1)) {
+            if (!send(": keep-alive\n\n")) return false;
+            last_write = std::chrono::steady_clock::now();
           }
           if (done) break;
           if (!sink.is_writable()) {
@@ -465,10 +509,12 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
           }
         }
         const server::GenerationOutcome& out = shared_future->get();
-        if (!out.status.ok()) {
-          send(event(json{{"error",
-                           {{"message", "generation failed: " + out.status.ToString()},
-                            {"type", "server_error"}}}}));
+        if (!out.status.ok() || out.server_stopping) {
+          // Not a normal end: an error event, and no [DONE], so no client takes it for one.
+          const std::string why = out.server_stopping
+                                      ? "the server stopped before the answer was complete"
+                                      : "generation failed: " + out.status.ToString();
+          send(event(json{{"error", {{"message", why}, {"type", "server_error"}}}}));
           sink.done();
           return true;
         }
@@ -508,30 +554,13 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
 
 void Server::Impl::Routes() {
   // Keep-alive connections hold a pool thread; give the pool room for the queue plus a few.
-  const int threads = std::max(8, opt.max_queue + 4);
+  // Every queued or running request holds a pool thread, idle keep-alive connections too
+  // (for at most the keep-alive timeout): room for the queue plus 16 others (/health probes,
+  // 429 answers, template and tokenize calls).
+  const int threads = opt.max_queue + 17;
+  http.set_keep_alive_timeout(2);
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http.set_payload_max_length(static_cast<size_t>(opt.max_body_bytes));
-  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
-    if (!Authorized(req)) {
-      res.set_header("WWW-Authenticate", "Bearer");
-      ReplyError(res, {401, "missing or wrong API key (send 'Authorization: Bearer KEY')",
-                       "invalid_request_error", "", "invalid_api_key"});
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (!Ready()) {
-      std::lock_guard<std::mutex> lock(state_mu);
-      const bool failed = state == LoadState::kFailed;
-      ReplyError(res, {503,
-                       stopped  ? "the server is stopping"
-                       : failed ? "the model failed to load: " + load_status.ToString()
-                                : "the model is loading; retry shortly",
-                       "server_error", "", "unavailable"});
-      res.set_header("Retry-After", "1");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
   // Responses with an error status and no body (404 unknown route, 413 too large, a request
   // httplib could not parse) get an OpenAI error object.
   http.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req,
@@ -565,6 +594,31 @@ void Server::Impl::Routes() {
     metrics.CountRequest(EndpointLabel(req.path), res.status);
   });
 
+  // Authentication and readiness, checked inside each handler: httplib runs a pre-routing
+  // handler before it reads the body, and answering then leaves a POST's body on a keep-alive
+  // connection, where it would be read as the next request.
+  auto guarded = [this](bool needs_model, httplib::Server::Handler h) {
+    return [this, needs_model, h](const httplib::Request& req, httplib::Response& res) {
+      if (!Authorized(req)) {
+        res.set_header("WWW-Authenticate", "Bearer");
+        return ReplyError(res, {401, "missing or wrong API key (send 'Authorization: Bearer KEY')",
+                                "invalid_request_error", "", "invalid_api_key"});
+      }
+      if (needs_model && !Ready()) {
+        std::string why;
+        {
+          std::lock_guard<std::mutex> lock(state_mu);
+          why = stopped ? "the server is stopping"
+                : state == LoadState::kFailed
+                    ? "the model failed to load: " + load_status.ToString()
+                    : "the model is loading; retry shortly";
+        }
+        res.set_header("Retry-After", "1");
+        return ReplyError(res, {503, why, "server_error", "", "unavailable"});
+      }
+      h(req, res);
+    };
+  };
   http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     std::lock_guard<std::mutex> lock(state_mu);
     if (state == LoadState::kReady && !stopped) return Reply(res, 200, {{"status", "ok"}});
@@ -573,9 +627,9 @@ void Server::Impl::Routes() {
     }
     Reply(res, 503, {{"status", stopped ? "stopping" : "loading"}});
   });
-  http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8");
-  });
+  http.Get("/metrics", guarded(false, [this](const httplib::Request&, httplib::Response& res) {
+             res.set_content(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8");
+           }));
   auto model_json = [this] {
     return json{{"id", model_name},
                 {"object", "model"},
@@ -583,90 +637,108 @@ void Server::Impl::Routes() {
                 {"owned_by", "ckv"},
                 {"max_model_len", max_context}};
   };
-  http.Get("/v1/models", [model_json](const httplib::Request&, httplib::Response& res) {
-    Reply(res, 200, {{"object", "list"}, {"data", json::array({model_json()})}});
-  });
-  http.Get(R"(/v1/models/(.+))", [this, model_json](const httplib::Request& req,
-                                                    httplib::Response& res) {
-    if (req.matches[1] != model_name) {
-      return ReplyError(res, {404, "model '" + std::string(req.matches[1]) + "' is not served here",
-                              "invalid_request_error", "model", "model_not_found"});
-    }
-    Reply(res, 200, model_json());
-  });
-  http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    HandleCompletion(req, res, Endpoint::kChat);
-  });
-  http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    HandleCompletion(req, res, Endpoint::kCompletion);
-  });
-  http.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
-    const json body = json::parse(req.body, nullptr, false);
-    if (!body.is_object()) return ReplyError(res, ApiError::BadRequest("malformed JSON body"));
-    std::vector<int32_t> ids;
-    CompletionRequest r;
-    if (body.contains("messages")) {
-      r.endpoint = Endpoint::kChat;
-      if (auto e = server::ParseMessages(body, &r.messages, &r.tools)) return ReplyError(res, *e);
-      if (auto e = PromptIds(r, &ids)) return ReplyError(res, *e);
-    } else {
-      const json& text = body.contains("text") ? body["text"] : body.value("prompt", json());
-      if (!text.is_string()) {
-        return ReplyError(res,
-                          ApiError::BadRequest("'text' (or 'prompt') must be a string", "text"));
-      }
-      const json add = body.value("add_special_tokens", json(true));
-      if (!add.is_boolean()) {
-        return ReplyError(res, ApiError::BadRequest("'add_special_tokens' must be a boolean",
-                                                    "add_special_tokens"));
-      }
-      auto enc = model->tokenizer()->Encode(text.get<std::string>(), add.get<bool>());
-      if (!enc.ok()) return ReplyError(res, ApiError::BadRequest(enc.status().message(), "text"));
-      ids = std::move(enc).value();
-    }
-    Reply(res, 200, {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", max_context}});
-  });
-  http.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
-    const json body = json::parse(req.body, nullptr, false);
-    if (!body.is_object()) return ReplyError(res, ApiError::BadRequest("malformed JSON body"));
-    const json& t = body.value("tokens", json());
-    if (!t.is_array())
-      return ReplyError(res, ApiError::BadRequest("'tokens' must be an array of ids", "tokens"));
-    std::vector<int32_t> ids;
-    for (const json& x : t) {
-      if (!x.is_number_integer()) {
-        return ReplyError(res, ApiError::BadRequest("'tokens' must be an array of ids", "tokens"));
-      }
-      ids.push_back(static_cast<int32_t>(x.get<int64_t>()));
-    }
-    const json skip = body.value("skip_special_tokens", json(false));
-    auto text = model->tokenizer()->Decode(ids, skip.is_boolean() && skip.get<bool>());
-    if (!text.ok()) return ReplyError(res, ApiError::BadRequest(text.status().message(), "tokens"));
-    Reply(res, 200, {{"text", *text}});
-  });
-  http.Post("/apply-template", [this](const httplib::Request& req, httplib::Response& res) {
-    const json body = json::parse(req.body, nullptr, false);
-    if (!body.is_object()) return ReplyError(res, ApiError::BadRequest("malformed JSON body"));
-    json messages, tools;
-    if (auto e = server::ParseMessages(body, &messages, &tools)) return ReplyError(res, *e);
-    const json agp = body.value("add_generation_prompt", json(true));
-    if (!agp.is_boolean()) {
-      return ReplyError(res, ApiError::BadRequest("'add_generation_prompt' must be a boolean",
-                                                  "add_generation_prompt"));
-    }
-    if (!chat->has_template()) {
-      return ReplyError(
-          res, ApiError::BadRequest("this model has no chat template (start the server with "
-                                    "--chat-template FILE)",
-                                    "messages"));
-    }
-    auto text = chat->Render(messages, tools, agp.get<bool>());
-    if (!text.ok()) {
-      return ReplyError(
-          res, ApiError::BadRequest("chat template: " + text.status().message(), "messages"));
-    }
-    Reply(res, 200, {{"prompt", *text}});
-  });
+  http.Get("/v1/models",
+           guarded(true, [model_json](const httplib::Request&, httplib::Response& res) {
+             Reply(res, 200, {{"object", "list"}, {"data", json::array({model_json()})}});
+           }));
+  http.Get(R"(/v1/models/(.+))",
+           guarded(true, [this, model_json](const httplib::Request& req, httplib::Response& res) {
+             if (req.matches[1] != model_name) {
+               return ReplyError(
+                   res, {404, "model '" + std::string(req.matches[1]) + "' is not served here",
+                         "invalid_request_error", "model", "model_not_found"});
+             }
+             Reply(res, 200, model_json());
+           }));
+  http.Post("/v1/chat/completions",
+            guarded(true, [this](const httplib::Request& req, httplib::Response& res) {
+              HandleCompletion(req, res, Endpoint::kChat);
+            }));
+  http.Post("/v1/completions",
+            guarded(true, [this](const httplib::Request& req, httplib::Response& res) {
+              HandleCompletion(req, res, Endpoint::kCompletion);
+            }));
+  http.Post(
+      "/tokenize", guarded(true, [this](const httplib::Request& req, httplib::Response& res) {
+        json body;
+        if (auto e = server::ParseBody(req.body, &body)) return ReplyError(res, *e);
+        if (!body.is_object())
+          return ReplyError(res, ApiError::BadRequest("the body must be a JSON object"));
+        std::vector<int32_t> ids;
+        CompletionRequest r;
+        if (body.contains("messages")) {
+          r.endpoint = Endpoint::kChat;
+          if (auto e = server::ParseMessages(body, &r.messages, &r.tools))
+            return ReplyError(res, *e);
+          if (auto e = PromptIds(r, &ids)) return ReplyError(res, *e);
+        } else {
+          const json& text = body.contains("text") ? body["text"] : body.value("prompt", json());
+          if (!text.is_string()) {
+            return ReplyError(
+                res, ApiError::BadRequest("'text' (or 'prompt') must be a string", "text"));
+          }
+          const json add = body.value("add_special_tokens", json(true));
+          if (!add.is_boolean()) {
+            return ReplyError(res, ApiError::BadRequest("'add_special_tokens' must be a boolean",
+                                                        "add_special_tokens"));
+          }
+          auto enc = model->tokenizer()->Encode(text.get<std::string>(), add.get<bool>());
+          if (!enc.ok())
+            return ReplyError(res, ApiError::BadRequest(enc.status().message(), "text"));
+          ids = std::move(enc).value();
+        }
+        Reply(res, 200, {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", max_context}});
+      }));
+  http.Post("/detokenize",
+            guarded(true, [this](const httplib::Request& req, httplib::Response& res) {
+              json body;
+              if (auto e = server::ParseBody(req.body, &body)) return ReplyError(res, *e);
+              if (!body.is_object())
+                return ReplyError(res, ApiError::BadRequest("the body must be a JSON object"));
+              const json& t = body.value("tokens", json());
+              if (!t.is_array())
+                return ReplyError(
+                    res, ApiError::BadRequest("'tokens' must be an array of ids", "tokens"));
+              std::vector<int32_t> ids;
+              for (const json& x : t) {
+                if (!x.is_number_integer()) {
+                  return ReplyError(
+                      res, ApiError::BadRequest("'tokens' must be an array of ids", "tokens"));
+                }
+                ids.push_back(static_cast<int32_t>(x.get<int64_t>()));
+              }
+              const json skip = body.value("skip_special_tokens", json(false));
+              auto text = model->tokenizer()->Decode(ids, skip.is_boolean() && skip.get<bool>());
+              if (!text.ok())
+                return ReplyError(res, ApiError::BadRequest(text.status().message(), "tokens"));
+              Reply(res, 200, {{"text", *text}});
+            }));
+  http.Post(
+      "/apply-template", guarded(true, [this](const httplib::Request& req, httplib::Response& res) {
+        json body;
+        if (auto e = server::ParseBody(req.body, &body)) return ReplyError(res, *e);
+        if (!body.is_object())
+          return ReplyError(res, ApiError::BadRequest("the body must be a JSON object"));
+        json messages, tools;
+        if (auto e = server::ParseMessages(body, &messages, &tools)) return ReplyError(res, *e);
+        const json agp = body.value("add_generation_prompt", json(true));
+        if (!agp.is_boolean()) {
+          return ReplyError(res, ApiError::BadRequest("'add_generation_prompt' must be a boolean",
+                                                      "add_generation_prompt"));
+        }
+        if (!chat->has_template()) {
+          return ReplyError(
+              res, ApiError::BadRequest("this model has no chat template (start the server with "
+                                        "--chat-template FILE)",
+                                        "messages"));
+        }
+        auto text = chat->Render(messages, tools, agp.get<bool>());
+        if (!text.ok()) {
+          return ReplyError(
+              res, ApiError::BadRequest("chat template: " + text.status().message(), "messages"));
+        }
+        Reply(res, 200, {{"prompt", *text}});
+      }));
 }
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -703,6 +775,9 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   }
   Impl* p = impl.get();
   p->listen_thread = std::thread([p] { p->http.listen_after_bind(); });
+  // httplib's stop() does nothing until the listen loop runs: wait for it, so that a Stop
+  // right after Start (a model that fails to load at once) cannot be lost.
+  while (!p->http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   p->load_thread = std::thread([p] {
     Status st = p->Load();
     {
@@ -735,10 +810,12 @@ Status Server::WaitReady() {
 
 void Server::Wait() {
   std::unique_lock<std::mutex> lock(impl_->state_mu);
-  impl_->state_cv.wait(lock, [&] { return impl_->stopped; });
+  impl_->state_cv.wait(lock, [&] { return impl_->stop_done; });
 }
 
 void Server::Stop() {
+  // A second Stop (another thread, the destructor) waits here until the first is done.
+  std::lock_guard<std::mutex> one_at_a_time(impl_->stop_mu);
   {
     std::lock_guard<std::mutex> lock(impl_->state_mu);
     if (impl_->stopped) return;
@@ -756,6 +833,11 @@ void Server::Stop() {
   }
   impl_->engine.reset();
   if (impl_->store) (void)impl_->store->Flush();
+  {
+    std::lock_guard<std::mutex> lock(impl_->state_mu);
+    impl_->stop_done = true;
+  }
+  impl_->state_cv.notify_all();
 }
 
 }  // namespace ckv

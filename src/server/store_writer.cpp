@@ -52,6 +52,7 @@ void StoreWriter::Shutdown(std::chrono::milliseconds wait) {
     metrics_.store_pending = busy_ ? 1 : 0;
   }
   drop_ = true;
+  dropping_ = true;  // a store in progress stops at its next compute piece
   lock.unlock();
   cv_.notify_all();
   thread_.join();
@@ -78,7 +79,7 @@ void StoreWriter::Loop() {
         job.stable_tokens < static_cast<int64_t>(job.context.size())) {
       Store(all.first(job.stable_tokens));
     }
-    Store(all);
+    if (!dropping_) Store(all);
     {
       std::lock_guard<std::mutex> lock(mu_);
       busy_ = false;
@@ -90,8 +91,16 @@ void StoreWriter::Loop() {
 
 void StoreWriter::Store(std::span<const int32_t> tokens) {
   StoreContextOptions opts;
-  opts.run_piece = [this](const std::function<Status()>& f) { return gate_.RunBackgroundPiece(f); };
-  auto stored = StoreContext(model_, store_, config_.layout, tokens, opts);
+  opts.run_piece = [this](const std::function<Status()>& f) {
+    if (dropping_) return Status::IOError("the server is stopping");
+    return gate_.RunBackgroundPiece(f);
+  };
+  Result<StoredContext> stored = Status::Internal("not run");
+  try {
+    stored = StoreContext(model_, store_, config_.layout, tokens, opts);
+  } catch (const std::exception& e) {
+    stored = Status::Internal(std::string("exception: ") + e.what());
+  }
   if (!stored.ok()) {
     // A full disk, an I/O error, a bound too small: the answer was already served; only the
     // next request's hit is lost.

@@ -5,6 +5,7 @@
 // only while no request is pending (ComputeGate). Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -69,6 +70,7 @@ class StoreWriter {
   bool busy_ = false;
   bool stopping_ = false;
   bool drop_ = false;
+  std::atomic<bool> dropping_{false};  // drop_, read by the compute pieces of a running store
   std::thread thread_;
 };
 

@@ -7,6 +7,7 @@
 #include "ckv/prefix_store.h"
 #include "ckv/reprefill.h"
 #include "cli_common.h"
+#include "common/text_file.h"
 
 namespace ckv::cli {
 namespace {
@@ -27,11 +28,9 @@ nlohmann::json InfoJson(const PrefixInfo& p) {
 }
 
 Result<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound("cannot read --file " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  auto text = ReadTextFile(path);
+  if (!text.ok()) return text.status().WithContext("--file");
+  return text;
 }
 
 }  // namespace

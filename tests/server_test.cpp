@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -372,6 +373,43 @@ TEST_F(ServerTest, BudgetOneEqualsPlainGeneration) {
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(r["choices"][0]["text"].get<std::string>(), g->text);
   (void)first;
+}
+
+// A byte flipped in a stored unit: the request that reads it recomputes (a warning, a metric),
+// its answer is plain generation's, and the damaged prefix is never used again.
+TEST_F(ServerTest, ACorruptStoredUnitCostsARecomputeNotAWrongAnswer) {
+  const std::string story =
+      test::ReadFileOrDie(test::SourceDir() + "/data/demo_story.txt").substr(0, 900);
+  Post(client(), "/v1/completions", {{"prompt", story}, {"max_tokens", 1}, {"temperature", 0}});
+  WaitForStoreWriter(client());
+  for (const auto& f : std::filesystem::directory_iterator(store_ + "/segments")) {
+    if (f.path().extension() != ".kv") continue;
+    std::fstream io(f.path(), std::ios::in | std::ios::out | std::ios::binary);
+    io.seekg(64);
+    char b = 0;
+    io.read(&b, 1);
+    b = static_cast<char>(b ^ 0x10);
+    io.seekp(64);
+    io.write(&b, 1);
+  }
+  const std::string prompt = story + " The next day,";
+  const json body = {
+      {"prompt", prompt}, {"max_tokens", 16}, {"temperature", 0}, {"ckv_budget", 1.0}};
+  int status = 0;
+  const json r = Post(client(), "/v1/completions", body, &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  EXPECT_EQ(r["usage"]["prompt_tokens_details"]["cached_tokens"], 0) << r["usage"].dump();
+  EXPECT_NE(r["usage"]["ckv"]["note"].get<std::string>().find("recomputed"), std::string::npos)
+      << r["usage"].dump();
+  EXPECT_EQ(MetricValue(client(), "ckv_prefix_fallbacks_total"), 1);
+  auto model = Model::Load(test::BundledModelDir());
+  ASSERT_TRUE(model.ok());
+  GenerateOptions go;
+  go.max_tokens = 16;
+  go.kv_precision = KVPrecision::kBF16;
+  auto g = Generate(**model, *(*model)->tokenizer()->Encode(prompt, true), go);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(r["choices"][0]["text"].get<std::string>(), g->text);
 }
 
 TEST(ServerAuth, KeyRequiredExceptForHealth) {

@@ -76,12 +76,13 @@ struct ReprefillStats {
   int64_t buffer_overflows = 0;     // units read synchronously because the prefetch pool was full
   int64_t prefetch_peak_bytes = 0;  // most prefetch-buffer bytes held at once (engine lifetime)
   int64_t prefetch_capacity_bytes = 0;  // the bound
-  double attended_fraction = 0;      // prefix tokens attended / prefix tokens (per layer average)
-  int probe_layers = 0;              // IMPRESS: layers identified through probe heads
-  int probe_vote_layers = 0;         // of which the probes agreed (no all-heads fallback)
-  bool stopped_by_callback = false;  // on_token returned false
-  bool stopped_at_eos = false;       // the model sampled an end-of-sequence token
-  std::string note;                  // e.g. why the request fell back to recompute
+  double attended_fraction = 0;       // prefix tokens attended / prefix tokens (per layer average)
+  int probe_layers = 0;               // IMPRESS: layers identified through probe heads
+  int probe_vote_layers = 0;          // of which the probes agreed (no all-heads fallback)
+  bool stopped_by_callback = false;   // on_token returned false
+  bool stopped_at_eos = false;        // the model sampled an end-of-sequence token
+  bool stored_prefix_failed = false;  // a matching stored prefix failed to read: recomputed
+  std::string note;                   // e.g. why the request fell back to recompute
 };
 
 struct ReprefillResult {

@@ -176,6 +176,7 @@ Result<ReprefillResult> ReprefillEngine::Run(std::span<const int32_t> tokens,
   if (!handle.ok()) {
     stats.note =
         "stored prefix " + match->id + " unusable (" + handle.status().ToString() + "): recomputed";
+    stats.stored_prefix_failed = true;
     return Recompute(model, tokens, opts, stats, t0);
   }
   // At least one token must be computed to produce logits.
@@ -275,6 +276,7 @@ Result<ReprefillResult> ReprefillEngine::Run(std::span<const int32_t> tokens,
     ReprefillStats fresh;
     fresh.system = opts.system;
     fresh.note = stats.note;
+    fresh.stored_prefix_failed = true;
     return Recompute(model, tokens, opts, fresh, t0);
   }
 

@@ -349,8 +349,7 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
       metrics.prefix_cache_hits_ssd += cached - mem;
     }
     metrics.ssd_bytes_read += s.ssd_bytes_read;
-    if (s.note.find("failed") != std::string::npos ||
-        s.note.find("unusable") != std::string::npos) {
+    if (s.stored_prefix_failed) {
       metrics.prefix_fallbacks += 1;
       Log("warning: " + s.note);
     }

@@ -38,7 +38,7 @@ install: build
 	@cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
 # From nothing: a minimal Debian 12 root, a clone of HEAD with nothing beside it, the README's
-# two commands inside it (~6 min on 2 cores; run before resolving build/deps work).
+# two commands inside it (~9 min on 2 cores; run before resolving build/deps work).
 fresh-check:
 	@scripts/fresh-check.sh
 

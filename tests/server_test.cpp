@@ -239,6 +239,8 @@ TEST_F(ServerTest, EveryErrorIsAnOpenAIErrorObject) {
   ExpectError(client(), "/v1/completions", R"({"prompt": 7})", 400, "prompt");
   ExpectError(client(), "/v1/completions", R"({"prompt": [1, 999999]})", 400, "prompt");
   ExpectError(client(), "/v1/nothing", "{}", 404);
+  ExpectError(client(), "/tokenize", "[1]", 400);
+  ExpectError(client(), chat, "\"hi\"", 400);
   // Inputs that once crashed or overflowed: a wrong-typed content part, a huge max_tokens, an
   // id past 2^32, nesting deep enough to overflow a recursive copy.
   ExpectError(client(), chat,

@@ -15,6 +15,10 @@ struct ApiError {
   static ApiError BadRequest(std::string message, std::string param = "") {
     return {400, std::move(message), "invalid_request_error", std::move(param), ""};
   }
+  // 503: loading, stopping, or stopped before the answer was complete.
+  static ApiError Unavailable(std::string message) {
+    return {503, std::move(message), "server_error", "", "unavailable"};
+  }
   std::string ToJson() const;
 };
 

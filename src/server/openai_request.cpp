@@ -216,6 +216,7 @@ std::optional<ApiError> ParseBody(const std::string& text, json* out) {
                                 " levels");
   }
   if (out->is_discarded()) return ApiError::BadRequest("malformed JSON body");
+  if (!out->is_object()) return ApiError::BadRequest("the request body must be a JSON object");
   return std::nullopt;
 }
 

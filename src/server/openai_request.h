@@ -36,7 +36,8 @@ struct CompletionRequest {
   std::optional<bool> store;     // ckv_store
 };
 
-// Parses a request body: malformed JSON or nesting deeper than 64 levels is an ApiError.
+// Parses a request body: malformed JSON, nesting deeper than 64 levels or anything but a JSON
+// object is an ApiError.
 std::optional<ApiError> ParseBody(const std::string& text, nlohmann::ordered_json* out);
 
 std::optional<ApiError> ParseCompletionRequest(const nlohmann::ordered_json& body,

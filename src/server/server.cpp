@@ -312,7 +312,7 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
   if (auto* refusal = std::get_if<server::EngineWorker::Refusal>(&submitted)) {
     res.set_header("Retry-After", "1");
     if (*refusal == server::EngineWorker::Refusal::kStopping) {
-      return ReplyError(res, {503, "the server is stopping", "server_error", "", "unavailable"});
+      return ReplyError(res, ApiError::Unavailable("the server is stopping"));
     }
     return ReplyError(res, {429,
                             "the server is busy: " + std::to_string(opt.max_queue) +
@@ -411,8 +411,8 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
           res, {500, "generation failed: " + out.status.ToString(), "server_error", "", ""});
     }
     if (out.server_stopping) {
-      return ReplyError(res, {503, "the server stopped before the answer was complete",
-                              "server_error", "", "unavailable"});
+      return ReplyError(res,
+                        ApiError::Unavailable("the server stopped before the answer was complete"));
     }
     stream->Flush();
     observe_ttft();
@@ -613,7 +613,7 @@ void Server::Impl::Routes() {
                     : "the model is loading; retry shortly";
         }
         res.set_header("Retry-After", "1");
-        return ReplyError(res, {503, why, "server_error", "", "unavailable"});
+        return ReplyError(res, ApiError::Unavailable(why));
       }
       h(req, res);
     };
@@ -661,8 +661,6 @@ void Server::Impl::Routes() {
       "/tokenize", guarded(true, [this](const httplib::Request& req, httplib::Response& res) {
         json body;
         if (auto e = server::ParseBody(req.body, &body)) return ReplyError(res, *e);
-        if (!body.is_object())
-          return ReplyError(res, ApiError::BadRequest("the body must be a JSON object"));
         std::vector<int32_t> ids;
         CompletionRequest r;
         if (body.contains("messages")) {
@@ -692,8 +690,6 @@ void Server::Impl::Routes() {
             guarded(true, [this](const httplib::Request& req, httplib::Response& res) {
               json body;
               if (auto e = server::ParseBody(req.body, &body)) return ReplyError(res, *e);
-              if (!body.is_object())
-                return ReplyError(res, ApiError::BadRequest("the body must be a JSON object"));
               const json& t = body.value("tokens", json());
               if (!t.is_array())
                 return ReplyError(
@@ -716,8 +712,6 @@ void Server::Impl::Routes() {
       "/apply-template", guarded(true, [this](const httplib::Request& req, httplib::Response& res) {
         json body;
         if (auto e = server::ParseBody(req.body, &body)) return ReplyError(res, *e);
-        if (!body.is_object())
-          return ReplyError(res, ApiError::BadRequest("the body must be a JSON object"));
         json messages, tools;
         if (auto e = server::ParseMessages(body, &messages, &tools)) return ReplyError(res, *e);
         const json agp = body.value("add_generation_prompt", json(true));

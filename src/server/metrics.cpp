@@ -58,7 +58,14 @@ void Histogram::Render(const std::string& name, std::string& out) const {
 
 Metrics::Metrics()
     : ttft({0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}),
-      request_duration({0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}) {}
+      request_duration({0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}) {
+  // Every result is exported from the start (as 0), so a scraper's rate() and a client waiting
+  // for a count see the series before its first event.
+  for (const char* result :
+       {"stored", "exists", "skipped_queue_full", "skipped_too_short", "skipped_shutdown", "failed"}) {
+    store_writes_[result] = 0;
+  }
+}
 
 void Metrics::CountRequest(const std::string& endpoint, int code) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -82,7 +89,7 @@ std::string Metrics::Render() const {
     }
     Header(out, "ckv_store_writes_total", "counter",
            "Background stores of request contexts, by result (stored, exists, skipped_queue_full, "
-           "skipped_too_short, failed).");
+           "skipped_too_short, skipped_shutdown, failed).");
     for (const auto& [result, n] : store_writes_) {
       out += "ckv_store_writes_total{result=\"" + result + "\"} " + std::to_string(n) + "\n";
     }

@@ -39,6 +39,7 @@ class QualityTest : public ::testing::Test {
     missing.windows = -1;
     missing.top1_agreement = missing.mean_kl = missing.attended_fraction = -1;
     missing.probe_vote_fraction = -1;
+    missing.adjacent_overlap = -2;
     return missing;
   }
   static Model* model_;
@@ -61,6 +62,30 @@ TEST_F(QualityTest, EverySystemAtBudgetOneIsFullAttention) {
     EXPECT_DOUBLE_EQ(r.mean_nll, r.full_mean_nll) << s;
     EXPECT_DOUBLE_EQ(r.attended_fraction, 1.0) << s;
   }
+}
+
+// The speculation hit rate: defined for chunk selections with more than one period below
+// budget 1, and then a share; one period (p = all 5 layers) has nothing to speculate on.
+TEST_F(QualityTest, AdjacentPeriodOverlapIsDefinedOnlyWhereSpeculationIs) {
+  QualityOptions o = Options();
+  o.systems = {"contiguouskv", "random", "as-h2o-lru"};
+  o.budgets = {0.25, 1.0};
+  o.period = 1;
+  auto rows = EvaluateQuality(*model_, text_, o);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  for (const char* s : {"contiguouskv", "random"}) {
+    const double overlap = Find(*rows, s, 0.25).adjacent_overlap;
+    EXPECT_GE(overlap, 0.0) << s;
+    EXPECT_LE(overlap, 1.0) << s;
+    EXPECT_EQ(Find(*rows, s, 1.0).adjacent_overlap, -1.0) << s;
+  }
+  EXPECT_EQ(Find(*rows, "as-h2o-lru", 0.25).adjacent_overlap, -1.0);
+  o.period = 5;
+  o.systems = {"contiguouskv"};
+  o.budgets = {0.25};
+  auto one = EvaluateQuality(*model_, text_, o);
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  EXPECT_EQ(Find(*one, "contiguouskv", 0.25).adjacent_overlap, -1.0);
 }
 
 TEST_F(QualityTest, AttendedFractionsFollowEachSelectionRule) {

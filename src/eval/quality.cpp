@@ -3,32 +3,21 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "ckv/prefix_store.h"
 #include "engine/transformer.h"
+#include "eval/nll.h"
+#include "policy/chunk_selection.h"
 
 namespace ckv {
 namespace {
 
-// log-softmax of a logits row, in double.
-std::vector<double> LogSoftmax(const float* logits, int vocab) {
-  double mx = logits[0];
-  for (int i = 1; i < vocab; ++i) mx = std::max<double>(mx, logits[i]);
-  double sum = 0;
-  for (int i = 0; i < vocab; ++i) sum += std::exp(logits[i] - mx);
-  const double lse = mx + std::log(sum);
-  std::vector<double> out(vocab);
-  for (int i = 0; i < vocab; ++i) out[i] = logits[i] - lse;
-  return out;
-}
-
 double MeanNll(const std::vector<float>& suffix_logits, int64_t ns, std::span<const int32_t> next,
                int vocab) {
   double total = 0;
-  for (int64_t i = 0; i < ns; ++i) {
-    const auto lp = LogSoftmax(suffix_logits.data() + i * vocab, vocab);
-    total -= lp[next[i]];
-  }
+  for (int64_t i = 0; i < ns; ++i)
+    total += TokenNll(suffix_logits.data() + i * vocab, vocab, next[i]);
   return total / static_cast<double>(ns);
 }
 
@@ -36,7 +25,29 @@ struct Acc {
   int64_t n = 0;
   double top1 = 0, kl = 0, nll = 0, full_nll = 0, attended = 0;
   int64_t probe_layers = 0, probe_votes = 0;
+  int64_t overlap_shared = 0, overlap_selected = 0;
 };
+
+// Chunks period i+1 selects that period i selected too, and chunks period i+1 selects, both
+// without the forced chunks (always in both). Their ratio is the share of a period's
+// selection that speculating on the previous period's gets right; the paper reports 52-64%.
+std::pair<int64_t, int64_t> AdjacentOverlap(const std::vector<std::vector<int64_t>>& selections,
+                                            int64_t prefix_tokens, int chunk_tokens) {
+  const int64_t n_chunks = (prefix_tokens + chunk_tokens - 1) / chunk_tokens;
+  const auto forced_list = ForcedChunks(n_chunks, prefix_tokens - (n_chunks - 1) * chunk_tokens,
+                                        chunk_tokens, SelectionBudget{});
+  const std::set<int64_t> forced(forced_list.begin(), forced_list.end());
+  int64_t shared = 0, selected = 0;
+  for (size_t i = 1; i < selections.size(); ++i) {
+    const std::set<int64_t> prev(selections[i - 1].begin(), selections[i - 1].end());
+    for (int64_t c : selections[i]) {
+      if (forced.count(c)) continue;
+      ++selected;
+      shared += prev.count(c);
+    }
+  }
+  return {shared, selected};
+}
 
 }  // namespace
 
@@ -132,6 +143,12 @@ Result<std::vector<QualityRow>> EvaluateQuality(const Model& model, const std::s
               return Status::Internal(system + " did not use the stored prefix: " + r.stats.note);
             }
             const auto lp = LogSoftmax(r.first_logits.data(), vocab);
+            // Chunk-level systems with periods (not token-level ones: their lists are tokens).
+            const bool periods =
+                r.stats.system == "contiguouskv" && r.selections.size() > 1 && b < 1.0;
+            const auto [shared, selected] =
+                periods ? AdjacentOverlap(r.selections, P, opts.chunk_tokens)
+                        : std::pair<int64_t, int64_t>{0, 0};
             double kl = 0;
             for (int i = 0; i < vocab; ++i) kl += std::exp(full_lp[i]) * (full_lp[i] - lp[i]);
             for (int64_t setting_p : {P, int64_t{0}}) {
@@ -144,6 +161,8 @@ Result<std::vector<QualityRow>> EvaluateQuality(const Model& model, const std::s
               a.attended += r.stats.attended_fraction;
               a.probe_layers += r.stats.probe_layers;
               a.probe_votes += r.stats.probe_vote_layers;
+              a.overlap_shared += shared;
+              a.overlap_selected += selected;
             }
           }
         }
@@ -171,6 +190,9 @@ Result<std::vector<QualityRow>> EvaluateQuality(const Model& model, const std::s
       r.attended_fraction = a.attended / a.n;
       r.probe_vote_fraction =
           a.probe_layers > 0 ? static_cast<double>(a.probe_votes) / a.probe_layers : 0.0;
+      r.adjacent_overlap = a.overlap_selected > 0
+                               ? static_cast<double>(a.overlap_shared) / a.overlap_selected
+                               : -1.0;
       rows.push_back(r);
     }
   }

@@ -39,6 +39,10 @@ struct QualityRow {
   double attended_fraction = 0;  // prefix tokens attended / prefix tokens, forced included
   // IMPRESS: fraction of identified layers whose probe heads agreed (0 for other systems).
   double probe_vote_fraction = 0;
+  // ContiguousKV: share of a period's selected chunks (forced ones aside) that the previous
+  // period selected too, i.e. the inter-period speculation's hit rate; -1 where not defined
+  // (other systems, one period, budget 1).
+  double adjacent_overlap = -1;
 };
 
 // Rows per (system, budget, setting) followed by rows pooled over settings (prefix 0).

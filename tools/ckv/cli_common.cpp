@@ -1,6 +1,7 @@
 #include "cli_common.h"
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -72,6 +73,20 @@ std::string FingerprintHex(uint64_t fp) {
   char buf[20];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(fp));
   return buf;
+}
+
+Result<std::string> ReadTextArg(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("cannot read --text " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return Status::IOError("error reading --text " + path);
+  return ss.str();
+}
+
+std::function<void(double)> ProgressOnStderr(bool quiet) {
+  if (quiet) return {};
+  return [](double f) { std::cerr << "\r" << static_cast<int>(f * 100) << "%" << std::flush; };
 }
 
 KVPrecision ResolveKV(const std::string& name, const Model& model) {

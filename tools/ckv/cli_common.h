@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,6 +59,13 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out);
 void RegisterCache(CLI::App& root, std::vector<Command>& out);
 void RegisterReprefill(CLI::App& root, std::vector<Command>& out);
 void RegisterEval(CLI::App& root, std::vector<Command>& out);
+void RegisterEvalPerplexity(CLI::App& eval, std::vector<Command>& out);
+
+// The whole file named by a --text option; NotFound naming it when it cannot be read.
+Result<std::string> ReadTextArg(const std::string& path);
+
+// "\r42%" on stderr per call (nothing when quiet, e.g. for --json output).
+std::function<void(double)> ProgressOnStderr(bool quiet);
 void RegisterServe(CLI::App& root, std::vector<Command>& out);
 // `bench io` (cmd_bench_io.cpp), added by RegisterBench.
 void RegisterBenchIo(CLI::App& bench, std::vector<Command>& out);

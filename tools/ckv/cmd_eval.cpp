@@ -1,10 +1,8 @@
 // ckv eval quality: pruned Re-Prefill against full attention on a real text.
 #include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "cli_common.h"
 #include "eval/quality.h"
@@ -14,6 +12,7 @@ namespace ckv::cli {
 void RegisterEval(CLI::App& root, std::vector<Command>& out) {
   CLI::App* eval = root.add_subcommand("eval", "Quality evaluations");
   eval->require_subcommand(1);
+  RegisterEvalPerplexity(*eval, out);
   struct Args {
     std::string model = DefaultModelDir();
     std::string text;
@@ -48,19 +47,14 @@ void RegisterEval(CLI::App& root, std::vector<Command>& out) {
   quality->add_option("--period", a->q.period, "p")->capture_default_str();
   quality->add_flag("--json", a->json, "Print rows as JSON");
   out.push_back({quality, [a]() -> int {
-                   std::ifstream in(a->text, std::ios::binary);
-                   if (!in) return Fail(Status::NotFound("cannot read --text " + a->text));
-                   std::stringstream ss;
-                   ss << in.rdbuf();
+                   auto text = ReadTextArg(a->text);
+                   if (!text.ok()) return Fail(text.status());
                    auto model = LoadModel(a->model);
                    if (!model.ok()) return Fail(model.status());
                    const auto tmp = std::filesystem::temp_directory_path() /
                                     ("ckv-eval-" + std::to_string(::getpid()));
                    a->q.store_dir = tmp.string();
-                   auto rows = EvaluateQuality(**model, ss.str(), a->q, [&](double f) {
-                     if (!a->json)
-                       std::cerr << "\r" << static_cast<int>(f * 100) << "%" << std::flush;
-                   });
+                   auto rows = EvaluateQuality(**model, *text, a->q, ProgressOnStderr(a->json));
                    std::error_code ec;
                    std::filesystem::remove_all(tmp, ec);
                    if (!a->json) std::cerr << "\n";
@@ -78,7 +72,10 @@ void RegisterEval(CLI::App& root, std::vector<Command>& out) {
                                       {"mean_nll", r.mean_nll},
                                       {"full_mean_nll", r.full_mean_nll},
                                       {"attended_fraction", r.attended_fraction},
-                                      {"probe_vote_fraction", r.probe_vote_fraction}});
+                                      {"probe_vote_fraction", r.probe_vote_fraction},
+                                      {"adjacent_overlap", r.adjacent_overlap >= 0
+                                                               ? nlohmann::json(r.adjacent_overlap)
+                                                               : nlohmann::json()}});
                      }
                      std::cout << arr.dump(1) << "\n";
                      return 0;

@@ -1,0 +1,90 @@
+#include <algorithm>
+#include <random>
+#include <span>
+
+#include "ckv/perplexity.h"
+#include "eval/nll.h"
+
+namespace ckv {
+namespace {
+
+// Uniform in [0, n) from raw 64-bit draws: std::uniform_int_distribution is
+// implementation-defined, and the probe must pick the same spans with every standard library.
+uint64_t UniformBelow(std::mt19937_64& rng, uint64_t n) {
+  const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+  uint64_t x;
+  do {
+    x = rng();
+  } while (x >= limit);
+  return x % n;
+}
+
+}  // namespace
+
+Result<std::vector<InductionRow>> InductionProbe(const Model& model, const std::string& filler_text,
+                                                 const InductionOptions& opts) {
+  const Tokenizer* tok = model.tokenizer();
+  if (tok == nullptr) return Status::InvalidArgument("model has no tokenizer");
+  const auto bos = tok->bos_id();
+  if (!bos) return Status::InvalidArgument("induction: the tokenizer has no BOS token");
+  if (opts.span_tokens < 2 || opts.trials < 1 || opts.gaps.empty()) {
+    return Status::InvalidArgument("induction: needs a span of >= 2 tokens, >= 1 trial and a gap");
+  }
+  const int vocab = model.config().vocab_size;
+  std::vector<int32_t> regular;  // the span draws from tokens text can contain
+  for (int32_t id = 0; id < vocab; ++id) {
+    if (!tok->IsSpecial(id)) regular.push_back(id);
+  }
+  CKV_ASSIGN_OR_RETURN(std::vector<int32_t> filler, tok->Encode(filler_text, false));
+  if (filler.empty()) return Status::InvalidArgument("induction: the filler text has no tokens");
+  const int64_t max_len = model.config().max_position_embeddings;
+
+  std::mt19937_64 rng(opts.seed);
+  std::vector<InductionRow> rows;
+  std::vector<float> logits;
+  for (int64_t gap : opts.gaps) {
+    const int64_t len = 1 + 2 * opts.span_tokens + gap;
+    if (gap < 0 || len > max_len) {
+      return Status::InvalidArgument("induction: gap " + std::to_string(gap) + " with span " +
+                                     std::to_string(opts.span_tokens) + " needs " +
+                                     std::to_string(len) + " positions; the model has " +
+                                     std::to_string(max_len));
+    }
+    InductionRow row;
+    row.gap = gap;
+    row.trials = opts.trials;
+    int64_t scored = 0;
+    for (int t = 0; t < opts.trials; ++t) {
+      std::vector<int32_t> seq;
+      seq.reserve(len);
+      seq.push_back(*bos);
+      std::vector<int32_t> span(opts.span_tokens);
+      for (auto& id : span) id = regular[UniformBelow(rng, regular.size())];
+      seq.insert(seq.end(), span.begin(), span.end());
+      const uint64_t offset = UniformBelow(rng, filler.size());
+      for (int64_t i = 0; i < gap; ++i) seq.push_back(filler[(offset + i) % filler.size()]);
+      seq.insert(seq.end(), span.begin(), span.end());
+
+      KVCache kv = model.NewCache(opts.kv, len);
+      CKV_RETURN_IF_ERROR(model.Forward(seq, kv, &logits, /*all_logits=*/true));
+      // Span tokens 2..n: the first token of a span cannot be predicted, the others can only
+      // be at the repetition, by copying.
+      const int64_t first = 1, second = 1 + opts.span_tokens + gap;
+      for (int64_t k = 1; k < opts.span_tokens; ++k) {
+        const float* a = logits.data() + (first + k - 1) * vocab;
+        const float* b = logits.data() + (second + k - 1) * vocab;
+        row.first_nll += TokenNll(a, vocab, span[k]);
+        row.second_nll += TokenNll(b, vocab, span[k]);
+        row.second_top1 += ArgMax(b, vocab) == span[k] ? 1.0 : 0.0;
+        ++scored;
+      }
+    }
+    row.first_nll /= scored;
+    row.second_nll /= scored;
+    row.second_top1 /= scored;
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+}  // namespace ckv

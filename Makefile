@@ -5,7 +5,7 @@ CMAKE_FLAGS ?=
 
 PREFIX ?= /usr/local
 
-.PHONY: all deps configure build demo serve test node-deps test-asan test-tsan install fresh-check clean format
+.PHONY: all deps configure build demo serve test node-deps test-asan test-tsan install fresh-check train-model clean format
 
 all: build
 
@@ -41,6 +41,20 @@ install: build
 # two commands inside it (~9 min on 2 cores; run before resolving build/deps work).
 fresh-check:
 	@scripts/fresh-check.sh
+
+# The long-context model of models/ckv-long-8m (tools/train/README.md; ~1.5 h on 2 cores, not
+# in CI). Resumes from build-train/run/checkpoint.pt when there is one.
+TRAIN_DIR ?= build-train
+TRAIN_TOKENS ?= 8e6
+train-model: build
+	@scripts/install-train-deps.sh
+	@/usr/bin/python3 tools/train/corpus.py --out $(TRAIN_DIR)/corpus
+	@[ -f $(TRAIN_DIR)/model/tokenizer.json ] || \
+	  /usr/bin/python3 tools/train/tokenizer.py --corpus $(TRAIN_DIR)/corpus --out $(TRAIN_DIR)/model
+	@/usr/bin/python3 tools/train/train.py --corpus $(TRAIN_DIR)/corpus \
+	  --tokenizer $(TRAIN_DIR)/model --out $(TRAIN_DIR)/run --tokens $(TRAIN_TOKENS)
+	@/usr/bin/python3 tools/train/export.py --run $(TRAIN_DIR)/run --tokenizer $(TRAIN_DIR)/model \
+	  --out $(TRAIN_DIR)/export --check $(BUILD_DIR)/ckv
 
 # The test suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan:

@@ -1,0 +1,203 @@
+#!/usr/bin/python3
+"""Trains the long-context Llama model on the corpus (tools/train/corpus.py) with a length
+curriculum, bf16 autocast on the CPU, and resumable checkpoints.
+
+Every window starts with <s> followed by a random slice of the training stream (documents in a
+seeded random order, each <s> ... </s>), which is what the engine feeds a model: BOS, then text.
+A fixed number of tokens per step at every length: short windows early are cheap and teach
+local structure; the last phases at 4K/8K teach the model to use far context.
+"""
+
+import argparse
+import csv
+import glob
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import sentencepiece as spm
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from llama import Config, Llama  # noqa: E402
+
+BOS, EOS = 1, 2
+# (window length, share of the token budget)
+CURRICULUM = [(512, 0.35), (1024, 0.30), (2048, 0.15), (4096, 0.17), (8192, 0.03)]
+
+
+def encode_split(sp, corpus, split, seed):
+    files = sorted(glob.glob(os.path.join(corpus, split, "*.txt")))
+    random.Random(seed).shuffle(files)
+    ids = []
+    for f in files:
+        with open(f, encoding="utf-8") as fh:
+            ids += [BOS] + sp.encode(fh.read()) + [EOS]
+    return np.array(ids, dtype=np.int32)
+
+
+def phase_at(tokens, budget):
+    done = 0
+    for length, share in CURRICULUM:
+        done += share * budget
+        if tokens < done:
+            return length
+    return CURRICULUM[-1][0]
+
+
+def lr_at(tokens, budget, peak, warmup_tokens):
+    if tokens < warmup_tokens:
+        return peak * (tokens + 1) / warmup_tokens
+    progress = min(1.0, (tokens - warmup_tokens) / max(1, budget - warmup_tokens))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def batch(stream, length, count, rng):
+    starts = rng.integers(0, len(stream) - length, size=count)
+    rows = [np.concatenate([[BOS], stream[s:s + length]]) for s in starts]
+    t = torch.from_numpy(np.stack(rows).astype(np.int64))
+    return t[:, :-1], t[:, 1:]
+
+
+def loss_of(model, x, y):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
+@torch.no_grad()
+def heldout_loss(model, stream, length, windows):
+    # Fixed, evenly spaced windows: comparable across the whole run.
+    model.eval()
+    step = (len(stream) - length - 1) // windows
+    total = 0.0
+    for i in range(windows):
+        s = i * step
+        row = torch.from_numpy(np.concatenate([[BOS], stream[s:s + length]]).astype(np.int64))[None]
+        total += loss_of(model, row[:, :-1], row[:, 1:]).item()
+    model.train()
+    return total / windows
+
+
+def save_checkpoint(path, state):
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint whole
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--corpus", required=True)
+    ap.add_argument("--tokenizer", required=True, help="directory with tokenizer.model")
+    ap.add_argument("--out", required=True, help="run directory: checkpoint.pt, log.csv")
+    ap.add_argument("--tokens", type=float, default=10e6, help="training tokens")
+    ap.add_argument("--step-tokens", type=int, default=8192, help="tokens per optimizer step")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup-tokens", type=float, default=0.3e6)
+    ap.add_argument("--weight-decay", type=float, default=0.1)
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--intermediate", type=int, default=704)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--kv-heads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--checkpoint-minutes", type=float, default=5)
+    ap.add_argument("--eval-every", type=int, default=50, help="steps between held-out evals")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(args.tokenizer, "tokenizer.model"))
+    train_stream = encode_split(sp, args.corpus, "train", args.seed)
+    heldout_stream = encode_split(sp, args.corpus, "heldout", args.seed)
+    print(f"train {len(train_stream):,} tokens, held-out {len(heldout_stream):,} tokens", flush=True)
+
+    cfg = Config(vocab_size=sp.get_piece_size(), hidden_size=args.hidden,
+                 intermediate_size=args.intermediate, num_hidden_layers=args.layers,
+                 num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
+                 head_dim=args.hidden // args.heads, max_position_embeddings=CURRICULUM[-1][0])
+    model = Llama(cfg)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
+    ckpt_path = os.path.join(args.out, "checkpoint.pt")
+    state = {"step": 0, "tokens": 0, "seconds": 0.0}
+    rng = np.random.default_rng(args.seed)
+    if os.path.exists(ckpt_path):
+        ck = torch.load(ckpt_path)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        state = ck["state"]
+        rng.bit_generator.state = ck["numpy_rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        print(f"resumed at step {state['step']}, {state['tokens']:,} tokens", flush=True)
+    print(f"model: {model.num_parameters() / 1e6:.2f}M parameters, {json.dumps(cfg.__dict__)}",
+          flush=True)
+
+    log_path = os.path.join(args.out, "log.csv")
+    if os.path.exists(log_path):
+        # Steps logged after the checkpoint a resumed run starts from are trained again.
+        with open(log_path) as fh:
+            rows = list(csv.reader(fh))
+        with open(log_path, "w", newline="") as fh:
+            csv.writer(fh).writerows(
+                [rows[0]] + [r for r in rows[1:] if int(r[0]) <= state["step"]])
+    new_log = not os.path.exists(log_path)
+    log = open(log_path, "a", newline="")
+    writer = csv.writer(log)
+    if new_log:
+        writer.writerow(["step", "tokens", "seconds", "length", "lr", "loss", "tokens_per_s",
+                         "heldout_loss_1k"])
+    last_ckpt = time.time()
+
+    def checkpoint():
+        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                    "state": state, "config": cfg.__dict__, "args": vars(args),
+                                    "numpy_rng": rng.bit_generator.state,
+                                    "torch_rng": torch.get_rng_state()})
+
+    while state["tokens"] < args.tokens:
+        length = phase_at(state["tokens"], args.tokens)
+        rows = max(1, args.step_tokens // length)
+        lr = lr_at(state["tokens"], args.tokens, args.lr, args.warmup_tokens)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        t0 = time.time()
+        x, y = batch(train_stream, length, rows, rng)
+        loss = loss_of(model, x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        dt = time.time() - t0
+        state["step"] += 1
+        state["tokens"] += rows * length
+        state["seconds"] += dt
+        held = ""
+        if state["step"] % args.eval_every == 0 or state["tokens"] >= args.tokens:
+            held = f"{heldout_loss(model, heldout_stream, 1024, 16):.4f}"
+        writer.writerow([state["step"], state["tokens"], f"{state['seconds']:.1f}", length,
+                         f"{lr:.6f}", f"{loss.item():.4f}", f"{rows * length / dt:.0f}", held])
+        log.flush()
+        if state["step"] % 10 == 0 or held:
+            print(f"step {state['step']} tokens {state['tokens']:,} len {length} lr {lr:.2e} "
+                  f"loss {loss.item():.3f} {rows * length / dt:.0f} tok/s"
+                  + (f" held-out@1K {held}" if held else ""), flush=True)
+        if time.time() - last_ckpt > args.checkpoint_minutes * 60:
+            checkpoint()
+            last_ckpt = time.time()
+    checkpoint()
+    print(f"done: {state['tokens']:,} tokens in {state['seconds'] / 60:.1f} min", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -39,20 +39,41 @@ def main():
     ap.add_argument("--ours", default=OURS, help="the ContiguousKV system name in both files")
     ap.add_argument("--png", default=None, help="plot quality vs tokens attended")
     ap.add_argument("--baselines", default="impress", help="systems to pair at iso-quality (comma list)")
+    ap.add_argument("--title", default="bundled model", help="the model, for the plot's title")
+    ap.add_argument("--by-prefix", action="store_true",
+                    help="also a table of top-1 / KL per prefix length (mean over suffix lengths)")
     args = ap.parse_args()
     with open(args.quality) as f:
-        rows = pooled(json.load(f))
+        all_rows = json.load(f)
+    rows = pooled(all_rows)
     ours = sorted([r for r in rows if r["system"] == args.ours], key=lambda r: r["budget"])
     others = [r for r in rows if r["system"] != args.ours]
     n = rows[0]["windows"] if rows else 0
 
     print(f"### Quality at every budget ({n} windows per row, pooled over settings)\n")
-    print("| system | budget | top-1 | mean KL | NLL | attended |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| system | budget | top-1 | mean KL | NLL | attended | adjacent-period overlap |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in sorted(rows, key=lambda r: (r["system"] != args.ours, r["system"], r["budget"])):
-        print(f"| {r['system']} | {r['budget']:g} | {fmt_q(r)} |")
+        ov = r.get("adjacent_overlap")
+        print(f"| {r['system']} | {r['budget']:g} | {fmt_q(r)} | {'' if ov is None else f'{100 * ov:.1f}%'} |")
     if rows:
         print(f"\nNLL under full attention: {rows[0]['full_mean_nll']:.4f}")
+
+    if args.by_prefix:
+        lengths = sorted({r["prefix_tokens"] for r in all_rows if r["prefix_tokens"]})
+        print("\n### By prefix length (top-1 / mean KL, mean over suffix lengths)\n")
+        print("| system | budget | " + " | ".join(f"prefix {p}" for p in lengths) + " |")
+        print("| --- | --- |" + " --- |" * len(lengths))
+        for r in sorted(rows, key=lambda r: (r["system"] != args.ours, r["system"], r["budget"])):
+            cells = []
+            for p in lengths:
+                sub = [x for x in all_rows if x["system"] == r["system"] and x["budget"] == r["budget"]
+                       and x["prefix_tokens"] == p]
+                n = sum(x["windows"] for x in sub)
+                top1 = sum(x["top1_agreement"] * x["windows"] for x in sub) / n
+                kl = sum(x["mean_kl"] * x["windows"] for x in sub) / n
+                cells.append(f"{100 * top1:.1f}% / {kl:.4f}")
+            print(f"| {r['system']} | {r['budget']:g} | " + " | ".join(cells) + " |")
 
     print("\n### Equal tokens attended\n")
     print("| baseline | budget | attended | top-1 | mean KL | ContiguousKV budget | attended | top-1 | mean KL | better |")
@@ -129,7 +150,7 @@ def main():
         for a in (a1, a2):
             a.set_xlabel("fraction of prefix tokens attended")
             a.legend(fontsize=8)
-        fig.suptitle("Quality vs tokens attended (bundled model)", fontsize=10)
+        fig.suptitle(f"Quality vs tokens attended ({args.title})", fontsize=10)
         fig.tight_layout()
         fig.savefig(args.png, dpi=110)
         print(f"\n{args.png}")

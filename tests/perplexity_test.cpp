@@ -115,6 +115,10 @@ TEST(Perplexity, BadArgumentsNameTheProblem) {
   auto big = EvaluatePerplexity(*model, "Once", o);
   ASSERT_FALSE(big.ok());
   EXPECT_NE(big.status().ToString().find("max_position_embeddings = 512"), std::string::npos);
+  o.context = -5;
+  auto negative = EvaluatePerplexity(*model, "Once", o);
+  ASSERT_FALSE(negative.ok());
+  EXPECT_NE(negative.status().ToString().find("negative"), std::string::npos);
   auto empty = EvaluatePerplexity(*model, "", {});
   ASSERT_FALSE(empty.ok());
   EXPECT_NE(empty.status().ToString().find("no tokens"), std::string::npos);
@@ -140,6 +144,14 @@ TEST(Induction, IsRepeatableAndScoresEveryRepeatedToken) {
     // Random tokens from a 512-token vocabulary: far from free to predict the first time.
     EXPECT_GT((*a)[i].first_nll, std::log(2.0));
   }
+  o.forward_tokens = 5;  // pieces must not change what is predicted
+  auto pieces = InductionProbe(*model, Stories(), o);
+  ASSERT_TRUE(pieces.ok());
+  for (size_t i = 0; i < a->size(); ++i) {
+    EXPECT_NEAR((*a)[i].first_nll, (*pieces)[i].first_nll, 1e-4);
+    EXPECT_NEAR((*a)[i].second_nll, (*pieces)[i].second_nll, 1e-4);
+  }
+  o.forward_tokens = 512;
   o.seed = 2;
   auto c = InductionProbe(*model, Stories(), o);
   ASSERT_TRUE(c.ok());
@@ -163,6 +175,9 @@ TEST(PerplexityCli, JsonReportAndErrors) {
   const auto missing = test::RunCli("eval perplexity --text /nonexistent/book.txt");
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.output.find("/nonexistent/book.txt"), std::string::npos) << missing.output;
+  const auto dir = test::RunCli("eval perplexity --text " + test::TextDataDir());
+  EXPECT_EQ(dir.exit_code, 1);
+  EXPECT_NE(dir.output.find("is a directory"), std::string::npos) << dir.output;
   const auto too_long = test::RunCli("eval perplexity --context 4096 --text " +
                                      test::TextDataDir() + "/tinystories.txt");
   EXPECT_EQ(too_long.exit_code, 1);

@@ -55,6 +55,7 @@ struct InductionOptions {
   std::vector<int64_t> gaps = {256, 1024, 3072};
   int trials = 8;  // different random spans (and filler offsets) per gap
   uint64_t seed = 1;
+  int64_t forward_tokens = 512;  // tokens per forward call (bounds the logits buffer)
   KVPrecision kv = KVPrecision::kF32;
 };
 

@@ -27,7 +27,7 @@ Result<std::vector<InductionRow>> InductionProbe(const Model& model, const std::
   if (tok == nullptr) return Status::InvalidArgument("model has no tokenizer");
   const auto bos = tok->bos_id();
   if (!bos) return Status::InvalidArgument("induction: the tokenizer has no BOS token");
-  if (opts.span_tokens < 2 || opts.trials < 1 || opts.gaps.empty()) {
+  if (opts.span_tokens < 2 || opts.trials < 1 || opts.gaps.empty() || opts.forward_tokens < 1) {
     return Status::InvalidArgument("induction: needs a span of >= 2 tokens, >= 1 trial and a gap");
   }
   const int vocab = model.config().vocab_size;
@@ -35,6 +35,7 @@ Result<std::vector<InductionRow>> InductionProbe(const Model& model, const std::
   for (int32_t id = 0; id < vocab; ++id) {
     if (!tok->IsSpecial(id)) regular.push_back(id);
   }
+  if (regular.empty()) return Status::InvalidArgument("induction: every token is special");
   CKV_ASSIGN_OR_RETURN(std::vector<int32_t> filler, tok->Encode(filler_text, false));
   if (filler.empty()) return Status::InvalidArgument("induction: the filler text has no tokens");
   const int64_t max_len = model.config().max_position_embeddings;
@@ -65,18 +66,35 @@ Result<std::vector<InductionRow>> InductionProbe(const Model& model, const std::
       for (int64_t i = 0; i < gap; ++i) seq.push_back(filler[(offset + i) % filler.size()]);
       seq.insert(seq.end(), span.begin(), span.end());
 
-      KVCache kv = model.NewCache(opts.kv, len);
-      CKV_RETURN_IF_ERROR(model.Forward(seq, kv, &logits, /*all_logits=*/true));
       // Span tokens 2..n: the first token of a span cannot be predicted, the others can only
-      // be at the repetition, by copying.
+      // be at the repetition, by copying. Logits at position p predict the token at p + 1.
       const int64_t first = 1, second = 1 + opts.span_tokens + gap;
-      for (int64_t k = 1; k < opts.span_tokens; ++k) {
-        const float* a = logits.data() + (first + k - 1) * vocab;
-        const float* b = logits.data() + (second + k - 1) * vocab;
-        row.first_nll += TokenNll(a, vocab, span[k]);
-        row.second_nll += TokenNll(b, vocab, span[k]);
-        row.second_top1 += ArgMax(b, vocab) == span[k] ? 1.0 : 0.0;
-        ++scored;
+      auto occurrence = [&](int64_t pos) -> int64_t {
+        if (pos >= first && pos < first + opts.span_tokens) return 0;
+        if (pos >= second && pos < second + opts.span_tokens) return 1;
+        return -1;
+      };
+      KVCache kv = model.NewCache(opts.kv, len);
+      // In pieces: all-position logits of a whole 8K sequence would be GBs at a large vocabulary.
+      for (int64_t start = 0; start + 1 < len; start += opts.forward_tokens) {
+        const int64_t n = std::min(opts.forward_tokens, len - 1 - start);
+        CKV_RETURN_IF_ERROR(model.Forward(std::span<const int32_t>(seq.data() + start, n), kv,
+                                          &logits, /*all_logits=*/true));
+        for (int64_t i = 0; i < n; ++i) {
+          const int64_t pos = start + i + 1;  // the token these logits predict
+          const int64_t occ = occurrence(pos);
+          const int64_t k = pos - (occ == 0 ? first : second);
+          if (occ < 0 || k == 0) continue;
+          const float* row_logits = logits.data() + i * vocab;
+          const double nll = TokenNll(row_logits, vocab, span[k]);
+          if (occ == 0) {
+            row.first_nll += nll;
+          } else {
+            row.second_nll += nll;
+            row.second_top1 += ArgMax(row_logits, vocab) == span[k] ? 1.0 : 0.0;
+            ++scored;
+          }
+        }
       }
     }
     row.first_nll /= scored;

@@ -40,6 +40,9 @@ Result<PerplexityReport> EvaluatePerplexity(const Model& model, const std::strin
   if (model.tokenizer() == nullptr) return Status::InvalidArgument("model has no tokenizer");
   const auto bos = model.tokenizer()->bos_id();
   if (!bos) return Status::InvalidArgument("perplexity: the tokenizer has no BOS token");
+  if (opts.context < 0 || opts.max_windows < 0) {
+    return Status::InvalidArgument("perplexity: --context and --max-windows must not be negative");
+  }
   const int64_t context = opts.context > 0 ? opts.context : model.config().max_position_embeddings;
   CKV_RETURN_IF_ERROR(CheckContext(model, context));
   if (opts.forward_tokens < 1) {

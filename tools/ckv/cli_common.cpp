@@ -1,8 +1,10 @@
 #include "cli_common.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <sstream>
 
 namespace ckv::cli {
@@ -76,12 +78,15 @@ std::string FingerprintHex(uint64_t fp) {
 }
 
 Result<std::string> ReadTextArg(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return Status::InvalidArgument("--text " + path + " is a directory, not a file");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::NotFound("cannot read --text " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) return Status::IOError("error reading --text " + path);
-  return ss.str();
+  return text;
 }
 
 std::function<void(double)> ProgressOnStderr(bool quiet) {

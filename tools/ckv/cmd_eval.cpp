@@ -1,4 +1,5 @@
 // ckv eval quality: pruned Re-Prefill against full attention on a real text.
+#include <cmath>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -81,8 +82,9 @@ void RegisterEval(CLI::App& root, std::vector<Command>& out) {
                      return 0;
                    }
                    std::cout << "| system | budget | prefix | suffix | windows | top-1 | mean KL | "
-                                "NLL | NLL full | attended |\n"
-                             << "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+                                "NLL | NLL full | attended | adjacent overlap |\n"
+                             << "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | "
+                                "--- |\n";
                    for (const auto& r : *rows) {
                      std::cout << std::fixed << "| " << r.system << " | " << std::setprecision(2)
                                << r.budget << " | "
@@ -92,7 +94,11 @@ void RegisterEval(CLI::App& root, std::vector<Command>& out) {
                                << " | " << r.windows << " | " << std::setprecision(1)
                                << 100 * r.top1_agreement << "% | " << std::setprecision(4)
                                << r.mean_kl << " | " << r.mean_nll << " | " << r.full_mean_nll
-                               << " | " << std::setprecision(3) << r.attended_fraction << " |\n";
+                               << " | " << std::setprecision(3) << r.attended_fraction << " | "
+                               << (r.adjacent_overlap >= 0
+                                       ? std::to_string(std::lround(100 * r.adjacent_overlap)) + "%"
+                                       : "-")
+                               << " |\n";
                    }
                    return 0;
                  }});

@@ -36,7 +36,9 @@ int PrintPerplexity(const PerplexityReport& r, bool json) {
               << "\n";
     return 0;
   }
-  std::cout << r.windows << (r.partial_window ? " partial" : "") << " window(s) of " << r.context
+  // A partial window is the whole text after BOS, shorter than --context.
+  const int64_t window_len = r.partial_window ? r.text_tokens + 1 : r.context;
+  std::cout << r.windows << (r.partial_window ? " partial" : "") << " window(s) of " << window_len
             << " tokens from a text of " << r.text_tokens << " tokens; mean NLL " << std::fixed
             << std::setprecision(4) << r.mean_nll << " (perplexity " << std::setprecision(2)
             << std::exp(r.mean_nll) << ")\n"

@@ -134,6 +134,9 @@ def main():
     rng = np.random.default_rng(args.seed)
     if os.path.exists(ckpt_path):
         ck = torch.load(ckpt_path)
+        if ck["config"] != cfg.__dict__:
+            sys.exit(f"{ckpt_path} holds a model of another shape ({ck['config']}); "
+                     "use another --out or the same model flags")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         state = ck["state"]
@@ -144,19 +147,18 @@ def main():
           flush=True)
 
     log_path = os.path.join(args.out, "log.csv")
+    header = ["step", "tokens", "seconds", "length", "lr", "loss", "tokens_per_s",
+              "heldout_loss_1k"]
+    kept = []
     if os.path.exists(log_path):
         # Steps logged after the checkpoint a resumed run starts from are trained again.
         with open(log_path) as fh:
-            rows = list(csv.reader(fh))
-        with open(log_path, "w", newline="") as fh:
-            csv.writer(fh).writerows(
-                [rows[0]] + [r for r in rows[1:] if int(r[0]) <= state["step"]])
-    new_log = not os.path.exists(log_path)
+            kept = [r for r in csv.reader(fh) if r and r[0].isdigit() and int(r[0]) <= state["step"]]
+    with open(log_path + ".tmp", "w", newline="") as fh:
+        csv.writer(fh).writerows([header] + kept)
+    os.replace(log_path + ".tmp", log_path)
     log = open(log_path, "a", newline="")
     writer = csv.writer(log)
-    if new_log:
-        writer.writerow(["step", "tokens", "seconds", "length", "lr", "loss", "tokens_per_s",
-                         "heldout_loss_1k"])
     last_ckpt = time.time()
 
     def checkpoint():

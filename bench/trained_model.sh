@@ -11,7 +11,7 @@ CKV=${CKV:-build/ckv}
 MODEL=${MODEL:-models/ckv-long-8m}
 OUT=${OUT:-out/trained}
 PERIOD=${PERIOD:-2}  # 8 layers: 4 periods (the 0.5B shape's 24 layers at p = 8 make 3)
-WINDOWS=12
+WINDOWS=6
 REQUESTS=3
 if [ "${1:-}" = quick ]; then WINDOWS=2; REQUESTS=1; fi
 mkdir -p "$OUT"

@@ -42,14 +42,15 @@ def plot_loss(log_csv, png):
     ax.plot(tok, loss, lw=0.6, alpha=0.6, label="train loss (batch)")
     if held:
         ax.plot(*zip(*held), "o-", ms=3, label="held-out loss, 1K windows")
+    ax.set_ylim(top=min(8, max(loss)))  # before the phase labels, which sit at the top
     changes = [(tok[i], int(rows[i]["length"])) for i in range(len(rows))
                if i == 0 or rows[i]["length"] != rows[i - 1]["length"]]
     for x, length in changes:
         ax.axvline(x, color="grey", lw=0.5, ls=":")
         ax.text(x, ax.get_ylim()[1], f" {length}", fontsize=7, va="top", color="grey")
+    ax.set_title("window length by phase: grey lines", fontsize=8)
     ax.set_xlabel("training tokens (millions)")
     ax.set_ylabel("cross-entropy (nats/token)")
-    ax.set_ylim(top=min(8, max(loss)))
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -34,6 +34,7 @@ def main():
     ap.add_argument("--perplexity", nargs="*", default=[], metavar="NAME=FILE")
     ap.add_argument("--induction", default=None)
     ap.add_argument("--note", default="", help="a sentence for the training section")
+    ap.add_argument("--findings", default=None, help="a markdown file: what the numbers show")
     args = ap.parse_args()
     cfg = json.load(open(os.path.join(args.model, "config.json")))
     rows = list(csv.DictReader(open(os.path.join(args.model, "training_log.csv"))))
@@ -110,6 +111,8 @@ def main():
             w(f"| {r['gap']} | {r['first_nll']:.2f} | {r['second_nll']:.2f} | "
               f"{100 * r['second_top1']:.0f}% |")
         w("")
+    if args.findings:
+        w(open(args.findings).read().strip() + "\n")
     w("## Files\n")
     w("| file | bytes | sha256 |")
     w("| --- | --- | --- |")

@@ -12,7 +12,7 @@ MODEL=${MODEL:-models/ckv-long-8m}
 OUT=${OUT:-out/trained}
 PERIOD=${PERIOD:-2}  # 8 layers: 4 periods (the 0.5B shape's 24 layers at p = 8 make 3)
 WINDOWS=6
-REQUESTS=3
+REQUESTS=8
 if [ "${1:-}" = quick ]; then WINDOWS=2; REQUESTS=1; fi
 mkdir -p "$OUT"
 texts=(data/heldout/kjv_john.txt data/heldout/email_header_value_parser.py)
@@ -50,8 +50,8 @@ rm -rf "$OUT/store"
 "$CKV" bench reprefill --model "$MODEL" --store "$OUT/store" --text data/heldout/kjv_john.txt \
   --prefix-tokens 8000 --suffix-tokens 32 --period "$PERIOD" \
   --systems contiguouskv,contiguouskv-summaries,as-lru,as-h2o-lru,impress,impress-vote \
-  --budgets 0.05,0.1,0.25,0.5 --budgets-for contiguouskv:0.05,0.075,0.1,0.15,0.2,0.25,0.3,0.5 \
-  --requests $REQUESTS --mode cold --no-plots --out "$OUT/speed8k"
+  --budgets 0.05,0.1,0.25,0.5 --budgets-for contiguouskv:0.025,0.05,0.075,0.1,0.15,0.2,0.25,0.3,0.5 \
+  --requests $REQUESTS --warmup 1 --mode cold --no-plots --out "$OUT/speed8k"
 rm -rf "$OUT/store"
 
 for t in "${texts[@]}"; do

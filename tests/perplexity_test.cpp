@@ -157,6 +157,12 @@ TEST(Induction, IsRepeatableAndScoresEveryRepeatedToken) {
   ASSERT_TRUE(c.ok());
   EXPECT_NE((*a)[0].first_nll, (*c)[0].first_nll);
 
+  o.text_spans = true;  // natural text: the first occurrence is far easier than random tokens
+  auto text = InductionProbe(*model, Stories(), o);
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  EXPECT_LT((*text)[0].first_nll, (*a)[0].first_nll);
+  o.text_spans = false;
+
   o.gaps = {600};  // 1 + 2 * 8 + 600 > 512 positions
   auto too_long = InductionProbe(*model, Stories(), o);
   ASSERT_FALSE(too_long.ok());

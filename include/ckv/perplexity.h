@@ -54,6 +54,10 @@ struct InductionOptions {
   // Tokens of real text between the two occurrences (from `filler_text`, cycled).
   std::vector<int64_t> gaps = {256, 1024, 3072};
   int trials = 8;  // different random spans (and filler offsets) per gap
+  // Spans cut from `filler_text` at random places instead of random tokens: natural text the
+  // model can predict the first time, so the gain at the repetition is copying from context
+  // on the kind of text it was trained on (random tokens are the strict test).
+  bool text_spans = false;
   uint64_t seed = 1;
   int64_t forward_tokens = 512;  // tokens per forward call (bounds the logits buffer)
   KVPrecision kv = KVPrecision::kF32;
@@ -67,8 +71,9 @@ struct InductionRow {
   double second_top1 = 0;  // fraction of repeated tokens that are the model's argmax
 };
 
-// Each trial: BOS, a span of uniformly random non-special tokens, `gap` tokens of filler text,
-// the same span again. A model that copies from context predicts the repetition far better.
+// Each trial: BOS, a span of uniformly random non-special tokens (or of the text), `gap` tokens
+// of filler text, the same span again. A model that copies from context predicts the repetition far
+// better.
 Result<std::vector<InductionRow>> InductionProbe(const Model& model, const std::string& filler_text,
                                                  const InductionOptions& opts);
 

@@ -60,7 +60,13 @@ Result<std::vector<InductionRow>> InductionProbe(const Model& model, const std::
       seq.reserve(len);
       seq.push_back(*bos);
       std::vector<int32_t> span(opts.span_tokens);
-      for (auto& id : span) id = regular[UniformBelow(rng, regular.size())];
+      if (opts.text_spans) {
+        // A span of the text itself, from anywhere in it (cycled like the filler).
+        const uint64_t at = UniformBelow(rng, filler.size());
+        for (int64_t i = 0; i < opts.span_tokens; ++i) span[i] = filler[(at + i) % filler.size()];
+      } else {
+        for (auto& id : span) id = regular[UniformBelow(rng, regular.size())];
+      }
       seq.insert(seq.end(), span.begin(), span.end());
       const uint64_t offset = UniformBelow(rng, filler.size());
       for (int64_t i = 0; i < gap; ++i) seq.push_back(filler[(offset + i) % filler.size()]);

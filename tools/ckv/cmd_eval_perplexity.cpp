@@ -50,7 +50,8 @@ int PrintPerplexity(const PerplexityReport& r, bool json) {
   return 0;
 }
 
-int PrintInduction(const std::vector<InductionRow>& rows, int64_t span, bool json) {
+int PrintInduction(const std::vector<InductionRow>& rows, int64_t span, bool text_spans,
+                   bool json) {
   if (json) {
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& r : rows) {
@@ -59,7 +60,8 @@ int PrintInduction(const std::vector<InductionRow>& rows, int64_t span, bool jso
                      {"trials", r.trials},
                      {"first_nll", r.first_nll},
                      {"second_nll", r.second_nll},
-                     {"second_top1", r.second_top1}});
+                     {"second_top1", r.second_top1},
+                     {"text_spans", text_spans}});
     }
     std::cout << arr.dump(1) << "\n";
     return 0;
@@ -121,6 +123,8 @@ void RegisterEvalPerplexity(CLI::App& eval, std::vector<Command>& out) {
       ->capture_default_str();
   ind->add_option("--trials", a->ind.trials, "Spans per gap")->capture_default_str();
   ind->add_option("--seed", a->ind.seed, "Random seed")->capture_default_str();
+  ind->add_flag("--text-spans", a->ind.text_spans,
+                "Spans cut from --text at random places, not random tokens");
   ind->add_flag("--json", a->json, "Print rows as JSON");
   out.push_back({ind, [a]() -> int {
                    auto text = ReadTextArg(a->text);
@@ -130,7 +134,7 @@ void RegisterEvalPerplexity(CLI::App& eval, std::vector<Command>& out) {
                    a->ind.kv = (*model)->DefaultKVPrecision();
                    auto rows = InductionProbe(**model, *text, a->ind);
                    if (!rows.ok()) return Fail(rows.status());
-                   return PrintInduction(*rows, a->ind.span_tokens, a->json);
+                   return PrintInduction(*rows, a->ind.span_tokens, a->ind.text_spans, a->json);
                  }});
 }
 

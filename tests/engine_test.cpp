@@ -15,18 +15,12 @@ namespace {
 
 using nlohmann::json;
 
-std::unique_ptr<Model> LoadBundled() {
-  auto m = Model::Load(test::BundledModelDir());
-  EXPECT_TRUE(m.ok()) << m.status().ToString();
-  return m.ok() ? std::move(m).value() : nullptr;
-}
-
 json Golden(const std::string& name) {
   return json::parse(test::ReadFileOrDie(test::TestDataDir() + "/stories260k/" + name));
 }
 
 TEST(GoldenStories, GreedyMatchesReferenceTokenForToken) {
-  auto model = LoadBundled();
+  auto model = test::LoadBundledModel();
   ASSERT_NE(model, nullptr);
   const json g = Golden("greedy.json");
   ASSERT_GE(g.size(), 9u);
@@ -54,7 +48,7 @@ TEST(GoldenStories, GreedyMatchesReferenceTokenForToken) {
 }
 
 TEST(GoldenStories, FirstStepLogitsWithin1e4) {
-  auto model = LoadBundled();
+  auto model = test::LoadBundledModel();
   ASSERT_NE(model, nullptr);
   for (const auto& c : Golden("logits.json")) {
     const auto ids = c["prompt_ids"].get<std::vector<int32_t>>();
@@ -72,7 +66,7 @@ TEST(GoldenStories, FirstStepLogitsWithin1e4) {
 }
 
 TEST(GoldenStories, PerTokenNllMatchesReference) {
-  auto model = LoadBundled();
+  auto model = test::LoadBundledModel();
   ASSERT_NE(model, nullptr);
   const json g = Golden("nll.json");
   const std::string text = test::ReadFileOrDie(test::TextDataDir() + "/tinystories.txt");

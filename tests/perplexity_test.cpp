@@ -14,12 +14,6 @@ namespace {
 
 using nlohmann::json;
 
-std::unique_ptr<Model> LoadBundled() {
-  auto m = Model::Load(test::BundledModelDir());
-  EXPECT_TRUE(m.ok()) << m.status().ToString();
-  return m.ok() ? std::move(*m) : nullptr;
-}
-
 std::string Stories() {
   return test::ReadFileOrDie(test::TextDataDir() + "/tinystories.txt");
 }
@@ -31,7 +25,7 @@ double Mean(const std::vector<double>& v, size_t begin, size_t end) {
 
 // The first window (BOS + the text's first 511 tokens) is window 0 of llama2.c's nll.json.
 TEST(Perplexity, FirstWindowMatchesTheReferenceByPosition) {
-  auto model = LoadBundled();
+  auto model = test::LoadBundledModel();
   ASSERT_NE(model, nullptr);
   const json g = json::parse(test::ReadFileOrDie(test::TestDataDir() + "/stories260k/nll.json"));
   const auto ref = g["windows"][0]["nll"].get<std::vector<double>>();  // ref[t]: token t + 1
@@ -58,7 +52,7 @@ TEST(Perplexity, FirstWindowMatchesTheReferenceByPosition) {
 
 // Later windows start with their own BOS, then the next 511 tokens of the text.
 TEST(Perplexity, EveryWindowStartsWithBosAndTheNextTokens) {
-  auto model = LoadBundled();
+  auto model = test::LoadBundledModel();
   ASSERT_NE(model, nullptr);
   const std::string text = Stories();
   PerplexityOptions o;
@@ -91,7 +85,7 @@ TEST(Perplexity, EveryWindowStartsWithBosAndTheNextTokens) {
 }
 
 TEST(Perplexity, AShortTextIsOnePartialWindow) {
-  auto model = LoadBundled();
+  auto model = test::LoadBundledModel();
   ASSERT_NE(model, nullptr);
   auto r = EvaluatePerplexity(*model, "Once upon a time there was a cat.", {});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -104,7 +98,7 @@ TEST(Perplexity, AShortTextIsOnePartialWindow) {
 }
 
 TEST(Perplexity, BadArgumentsNameTheProblem) {
-  auto model = LoadBundled();
+  auto model = test::LoadBundledModel();
   ASSERT_NE(model, nullptr);
   PerplexityOptions o;
   o.context = 1;
@@ -125,7 +119,7 @@ TEST(Perplexity, BadArgumentsNameTheProblem) {
 }
 
 TEST(Induction, IsRepeatableAndScoresEveryRepeatedToken) {
-  auto model = LoadBundled();
+  auto model = test::LoadBundledModel();
   ASSERT_NE(model, nullptr);
   InductionOptions o;
   o.span_tokens = 8;

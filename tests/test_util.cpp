@@ -44,6 +44,12 @@ std::string BundledModelDir() {
   return SourceDir() + "/models/stories260k";
 }
 
+std::unique_ptr<Model> LoadBundledModel() {
+  auto m = Model::Load(BundledModelDir());
+  EXPECT_TRUE(m.ok()) << m.status().ToString();
+  return m.ok() ? std::move(m).value() : nullptr;
+}
+
 std::string MakeTempDir(const std::string& tag) {
   std::string tmpl = (std::filesystem::temp_directory_path() / ("ckv-" + tag + "-XXXXXX")).string();
   std::vector<char> buf(tmpl.begin(), tmpl.end());

@@ -1,7 +1,10 @@
 // Paths to the bundled models and to the reference data the tests use (tests/data).
 #pragma once
 
+#include <memory>
 #include <string>
+
+#include "ckv/model.h"
 
 namespace ckv::test {
 
@@ -14,6 +17,8 @@ std::string TestDataDir();
 std::string TextDataDir();
 // The bundled default model.
 std::string BundledModelDir();
+// It, loaded; nullptr (and a test failure naming why) when it does not load.
+std::unique_ptr<Model> LoadBundledModel();
 // A fresh, empty temporary directory removed at process exit.
 std::string MakeTempDir(const std::string& tag);
 // Whole file as a string; aborts the test on failure.

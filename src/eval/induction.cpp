@@ -2,6 +2,7 @@
 #include <random>
 #include <span>
 
+#include "ckv/generate.h"
 #include "ckv/perplexity.h"
 #include "eval/nll.h"
 
@@ -42,7 +43,6 @@ Result<std::vector<InductionRow>> InductionProbe(const Model& model, const std::
 
   std::mt19937_64 rng(opts.seed);
   std::vector<InductionRow> rows;
-  std::vector<float> logits;
   for (int64_t gap : opts.gaps) {
     const int64_t len = 1 + 2 * opts.span_tokens + gap;
     if (gap < 0 || len > max_len) {
@@ -80,28 +80,20 @@ Result<std::vector<InductionRow>> InductionProbe(const Model& model, const std::
         if (pos >= second && pos < second + opts.span_tokens) return 1;
         return -1;
       };
-      KVCache kv = model.NewCache(opts.kv, len);
-      // In pieces: all-position logits of a whole 8K sequence would be GBs at a large vocabulary.
-      for (int64_t start = 0; start + 1 < len; start += opts.forward_tokens) {
-        const int64_t n = std::min(opts.forward_tokens, len - 1 - start);
-        CKV_RETURN_IF_ERROR(model.Forward(std::span<const int32_t>(seq.data() + start, n), kv,
-                                          &logits, /*all_logits=*/true));
-        for (int64_t i = 0; i < n; ++i) {
-          const int64_t pos = start + i + 1;  // the token these logits predict
-          const int64_t occ = occurrence(pos);
-          const int64_t k = pos - (occ == 0 ? first : second);
-          if (occ < 0 || k == 0) continue;
-          const float* row_logits = logits.data() + i * vocab;
-          const double nll = TokenNll(row_logits, vocab, span[k]);
-          if (occ == 0) {
-            row.first_nll += nll;
-          } else {
-            row.second_nll += nll;
-            row.second_top1 += ArgMax(row_logits, vocab) == span[k] ? 1.0 : 0.0;
-            ++scored;
-          }
-        }
-      }
+      CKV_RETURN_IF_ERROR(ForEachPrediction(
+          model, seq, opts.kv, opts.forward_tokens, [&](int64_t pos, const float* logits) {
+            const int64_t occ = occurrence(pos);
+            const int64_t k = pos - (occ == 0 ? first : second);
+            if (occ < 0 || k == 0) return;
+            const double nll = TokenNll(logits, vocab, span[k]);
+            if (occ == 0) {
+              row.first_nll += nll;
+            } else {
+              row.second_nll += nll;
+              row.second_top1 += Argmax(std::span<const float>(logits, vocab)) == span[k] ? 1 : 0;
+              ++scored;
+            }
+          }));
     }
     row.first_nll /= scored;
     row.second_nll /= scored;

@@ -70,29 +70,25 @@ Result<PerplexityReport> EvaluatePerplexity(const Model& model, const std::strin
   std::vector<double> bucket_sum(report.buckets.size(), 0.0);
   std::vector<int64_t> bucket_n(report.buckets.size(), 0);
   std::vector<int32_t> window(window_len);
-  std::vector<float> logits;
   for (int64_t w = 0; w < windows; ++w) {
     window[0] = *bos;
     std::copy_n(ids.begin() + w * body, window_len - 1, window.begin() + 1);
-    KVCache kv = model.NewCache(opts.kv, window_len);
-    // Logits at position p predict the token at p + 1; bucketed by that token's position.
-    for (int64_t start = 0; start < window_len - 1; start += opts.forward_tokens) {
-      const int64_t n = std::min(opts.forward_tokens, window_len - 1 - start);
-      CKV_RETURN_IF_ERROR(model.Forward(std::span<const int32_t>(window.data() + start, n), kv,
-                                        &logits, /*all_logits=*/true));
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t pos = start + i + 1;
-        const double nll = TokenNll(logits.data() + i * vocab, vocab, window[pos]);
-        size_t b = 0;
-        while (pos >= report.buckets[b].end) ++b;
-        bucket_sum[b] += nll;
-        ++bucket_n[b];
-      }
+    // Bucketed by the position of the predicted token.
+    auto predicted = [&](int64_t pos, const float* logits) {
+      const double nll = TokenNll(logits, vocab, window[pos]);
+      size_t b = 0;
+      while (pos >= report.buckets[b].end) ++b;
+      bucket_sum[b] += nll;
+      ++bucket_n[b];
+    };
+    auto piece_done = [&](int64_t done) {
       if (progress) {
-        progress((static_cast<double>(w) + static_cast<double>(start + n) / (window_len - 1)) /
+        progress((static_cast<double>(w) + static_cast<double>(done) / (window_len - 1)) /
                  static_cast<double>(windows));
       }
-    }
+    };
+    CKV_RETURN_IF_ERROR(
+        ForEachPrediction(model, window, opts.kv, opts.forward_tokens, predicted, piece_done));
   }
   double total = 0;
   for (size_t b = 0; b < report.buckets.size(); ++b) {

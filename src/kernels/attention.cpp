@@ -96,7 +96,8 @@ inline void TileScores(const float* q, const Tile& tile, int hd, int limit, floa
       acc1 = _mm512_fmadd_ps(_mm512_set1_ps(q[d + 1]), _mm512_loadu_ps(kt + (d + 1) * kTile), acc1);
     }
     const __mmask16 valid = static_cast<__mmask16>((1u << limit) - 1u);
-    _mm512_storeu_ps(scores, _mm512_mask_mov_ps(_mm512_set1_ps(kNegInf), valid, _mm512_add_ps(acc0, acc1)));
+    _mm512_storeu_ps(scores,
+                     _mm512_mask_mov_ps(_mm512_set1_ps(kNegInf), valid, _mm512_add_ps(acc0, acc1)));
     return;
   }
 #endif
@@ -321,19 +322,29 @@ void AttentionMass(const float* q, int n_queries, const int32_t* q_pos,
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   int64_t total_keys = 0;
   for (const auto& s : spans) total_keys += s.n_tokens;
-  const int rows_per_item = std::max(1, 96 / group) * group;
+  const int n_threads = omp_get_max_threads();
   const int64_t n_rows = static_cast<int64_t>(n_queries) * group;
+  int rows_per_item = std::max(1, 96 / group) * group;
+  // A problem with few KV heads and a short suffix (one probe head of IMPRESS, a decode step)
+  // would be a single work item on one core: cut its rows finer so every thread has work.
+  // Each item re-reads the keys, so not below kMinRows rows.
+  constexpr int kMinRows = 8;
+  const int64_t items_wanted = (2 * n_threads + shape.num_kv_heads - 1) / shape.num_kv_heads;
+  if ((n_rows + rows_per_item - 1) / rows_per_item < items_wanted) {
+    rows_per_item =
+        static_cast<int>(std::max<int64_t>(kMinRows, (n_rows + items_wanted - 1) / items_wanted));
+  }
   const int64_t items_per_head = (n_rows + rows_per_item - 1) / rows_per_item;
   const int64_t work = items_per_head * shape.num_kv_heads;
   const bool parallel = work > 1 && n_rows * total_keys * hd >= (int64_t{1} << 20);
-  const int n_threads = omp_get_max_threads();
   std::vector<std::vector<float>> mass_per_thread(n_threads);
 #pragma omp parallel if (parallel)
   {
     const int tid = omp_get_thread_num();
     mass_per_thread[tid].assign(total_keys, 0.f);
     float* mass = mass_per_thread[tid].data();
-    std::vector<float> qs(static_cast<size_t>(rows_per_item) * hd), m(rows_per_item), l(rows_per_item);
+    std::vector<float> qs(static_cast<size_t>(rows_per_item) * hd), m(rows_per_item),
+        l(rows_per_item);
     std::vector<int64_t> row_pos(rows_per_item);
     std::vector<float> row(hd);
     Tile tile{std::vector<float>(static_cast<size_t>(hd) * kTile), {}, {}, 0};

@@ -8,20 +8,18 @@ namespace ckv {
 std::vector<float> TokenAttentionMass(const float* q, int n_q, const int32_t* q_pos,
                                       std::span<const KVSpan> prefix_keys,
                                       const KVSpan& suffix_keys, const AttentionShape& shape) {
-  // The attention kernel with the keys standing in for the values: only the observed
-  // probability mass per key is kept, the output is discarded.
+  // The same probability-only kernel ContiguousKV scores chunks with (no values, no output):
+  // every system pays the same price per key scored.
   std::vector<KVSpan> spans;
   spans.reserve(prefix_keys.size() + 1);
   int64_t prefix_tokens = 0;
   for (const KVSpan& s : prefix_keys) {
-    spans.push_back({s.k, s.k, s.n_tokens, s.pos_begin});
+    spans.push_back({s.k, nullptr, s.n_tokens, s.pos_begin});
     prefix_tokens += s.n_tokens;
   }
-  spans.push_back({suffix_keys.k, suffix_keys.k, suffix_keys.n_tokens, suffix_keys.pos_begin});
+  spans.push_back({suffix_keys.k, nullptr, suffix_keys.n_tokens, suffix_keys.pos_begin});
   std::vector<float> mass(prefix_tokens + suffix_keys.n_tokens, 0.f);
-  std::vector<float> out(static_cast<size_t>(n_q) * shape.num_heads * shape.head_dim);
-  AttentionObserver obs{mass.data()};
-  Attention(q, n_q, q_pos, spans, shape, out.data(), &obs);
+  AttentionMass(q, n_q, q_pos, spans, shape, mass.data());
   mass.resize(prefix_tokens);
   return mass;
 }

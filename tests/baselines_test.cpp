@@ -5,7 +5,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
+#include <tuple>
 
 #include "ckv/model.h"
 #include "ckv/prefix_store.h"
@@ -431,6 +433,78 @@ TEST_F(BaselinesTest, RepeatedRequestsHitTheCache) {
     EXPECT_LT(second->stats.ssd_bytes_read, first->stats.ssd_bytes_read) << c.system;
     EXPECT_EQ(second->stats.ssd_bytes_read, 0) << c.system;  // same request, all cached
     EXPECT_EQ(first->first_logits, second->first_logits) << c.system;
+  }
+}
+
+// The attention mass per prefix key (a second pass over the keys) is computed only when the
+// cache ranks by it: a system run with LRU, IMPRESS's score or no cache does not pay for it,
+// and computing it never changes the answer.
+TEST_F(BaselinesTest, TheObserverPassRunsOnlyWhenTheCacheRanksByAttention) {
+  auto store = OpenStore();
+  const int64_t np = 300, n = 310;
+  const int L = model_->config().num_layers;
+  auto cases = Cases();
+  cases.push_back({"contiguouskv", StoreLayout::PeriodMajor(16, 2)});
+  for (const auto& c : cases) {
+    ASSERT_TRUE(StorePrefix(*model_, *store, c.layout, Ids(np)).ok());
+    std::vector<float> logits;
+    for (const auto& [cache_bytes, policy, observed] :
+         std::vector<std::tuple<int64_t, std::string, int>>{{0, "lru", 0},
+                                                            {64 << 20, "lru", 0},
+                                                            {64 << 20, "impress", 0},
+                                                            {64 << 20, "attention", L}}) {
+      auto e = Engine(*store, c.layout, cache_bytes, policy);
+      ReprefillOptions o;
+      o.system = c.system;
+      o.budget = 0.25;
+      auto r = e->Run(Ids(n), o);
+      const std::string what = c.system + " " + c.layout.ToString() + " cache " +
+                               std::to_string(cache_bytes) + " " + policy;
+      ASSERT_TRUE(r.ok()) << what << ": " << r.status().ToString();
+      EXPECT_EQ(r->stats.observed_layers, observed) << what;
+      if (logits.empty()) logits = r->first_logits;
+      EXPECT_EQ(r->first_logits, logits) << what;
+    }
+  }
+}
+
+// Identification data that no selection decides (H2O's keys, IMPRESS's probe-key copy) is read
+// a layer ahead, as ContiguousKV's scoring keys are: layer 1's identification reads start
+// before layer 0 has finished computing. Without prefetch they start only in layer 1.
+TEST_F(BaselinesTest, IdentificationReadsStartALayerAhead) {
+  auto store = OpenStore();
+  const int64_t np = 450, n = 470;
+  for (const auto& [system, layout, read_name] :
+       std::vector<std::tuple<std::string, StoreLayout, std::string>>{
+           {"as-h2o-lru", StoreLayout::LayerMajor(64), "read K L1 c0"},
+           {"impress", StoreLayout::Impress(64, 3), "read probe L1"}}) {
+    ASSERT_TRUE(StorePrefix(*model_, *store, layout, Ids(np)).ok());
+    auto e = Engine(*store, layout);
+    for (bool prefetch : {true, false}) {
+      ReprefillOptions o;
+      o.system = system;
+      o.budget = 0.25;
+      o.prefetch = prefetch;
+      o.trace_path = store_dir_ + "/trace.json";
+      auto r = e->Run(Ids(n), o);
+      ASSERT_TRUE(r.ok()) << system << ": " << r.status().ToString();
+      std::ifstream in(o.trace_path);
+      const auto trace = nlohmann::json::parse(in);
+      double read_begin = -1, layer0_end = -1;
+      for (const auto& ev : trace["traceEvents"]) {
+        if (ev.value("ph", "") != "X") continue;
+        const std::string name = ev["name"];
+        if (name == read_name) read_begin = ev["ts"].get<double>();
+        if (name == "layer 0") layer0_end = ev["ts"].get<double>() + ev["dur"].get<double>();
+      }
+      ASSERT_GE(read_begin, 0) << system << ": no event " << read_name;
+      ASSERT_GE(layer0_end, 0) << system;
+      if (prefetch) {
+        EXPECT_LT(read_begin, layer0_end) << system;
+      } else {
+        EXPECT_GT(read_begin, layer0_end) << system;
+      }
+    }
   }
 }
 

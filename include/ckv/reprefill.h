@@ -63,7 +63,9 @@ struct ReprefillStats {
   int64_t cache_bytes_hit = 0;     // prefix KV attended that the memory cache served
   int64_t scoring_bytes_hit = 0;   // scoring reads (keys, probe copy) the memory cache served
   int64_t attended_bytes = 0;      // prefix KV bytes attended (K+V, all layers, real tokens)
-  double read_amplification = 0;   // KV bytes read from SSD / attended bytes read from SSD
+  int64_t attended_ssd_bytes = 0;  // of which in read units that came from SSD (not the cache)
+  // KV bytes read from SSD for attention (speculation included) / attended_ssd_bytes.
+  double read_amplification = 0;
   // The same without mispredicted speculative reads: what chunk granularity itself costs
   // (1.0 when every byte read for attention is attended; 4 KiB padding of tiny models shows).
   double granularity_amplification = 0;
@@ -71,14 +73,21 @@ struct ReprefillStats {
   int64_t chunks_selected = 0;           // summed over periods
   int64_t chunks_prefetched = 0;         // speculatively (inter-period)
   int64_t chunks_mispredicted = 0;       // speculatively read, then not selected
+  // One definition for every system: each read unit of attended data (a unit with at least one
+  // attended token, counted once per request) is a hit when the memory cache served it, a miss
+  // when it was read from SSD (only when there is a cache). Identification-only reads and
+  // speculative reads that were not selected are neither. Units differ in size between
+  // systems, so summaries compare by bytes (cache_bytes_hit).
   int64_t cache_hits = 0;
   int64_t cache_misses = 0;
   int64_t buffer_overflows = 0;     // units read synchronously because the prefetch pool was full
+  bool buffers_registered = false;  // reads went into io_uring registered (fixed) buffers
   int64_t prefetch_peak_bytes = 0;  // most prefetch-buffer bytes held at once (engine lifetime)
   int64_t prefetch_capacity_bytes = 0;  // the bound
-  double attended_fraction = 0;       // prefix tokens attended / prefix tokens (per layer average)
-  int probe_layers = 0;               // IMPRESS: layers identified through probe heads
-  int probe_vote_layers = 0;          // of which the probes agreed (no all-heads fallback)
+  double attended_fraction = 0;  // prefix tokens attended / prefix tokens (per layer average)
+  int observed_layers = 0;       // layers whose attention mass per prefix key was computed (cache)
+  int probe_layers = 0;          // IMPRESS: layers identified through probe heads
+  int probe_vote_layers = 0;     // of which the probes agreed (no all-heads fallback)
   bool stopped_by_callback = false;   // on_token returned false
   bool stopped_at_eos = false;        // the model sampled an end-of-sequence token
   bool stored_prefix_failed = false;  // a matching stored prefix failed to read: recomputed

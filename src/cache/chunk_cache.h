@@ -52,6 +52,10 @@ class ChunkCache {
 
   int64_t bytes() const;
   int64_t capacity() const { return capacity_; }
+  CacheEviction eviction() const { return eviction_; }
+  // Only attention-guided eviction ranks entries by the attention mass fed through Feedback;
+  // the others need no observed attention (and the engine then skips computing it).
+  bool uses_attention_importance() const { return eviction_ == CacheEviction::kAttentionGuided; }
   size_t size() const;
   CacheStats stats() const;
   // Keys in the order they would be evicted (first = next victim); for tests and debugging.

@@ -3,8 +3,10 @@
 // queries, summed over query tokens and heads), keep the top k = ceil(r n) tokens, then load
 // the values of the storage blocks that hold them (whole V halves for a few tokens: the read
 // amplification of token-level selection over block storage) and attend to the selected
-// tokens only. Identification and loading are sequential within a layer; the engine's memory
-// cache (LRU, as the benchmark configures it) serves K and V halves it still holds.
+// tokens only. Identification and loading are sequential within a layer, as H2O requires; the
+// next layer's keys, which no selection decides, are read while a layer loads its values and
+// computes. The engine's memory cache (LRU, as the benchmark configures it) serves K and V
+// halves it still holds.
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -33,6 +35,17 @@ class AsH2OLruPolicy : public KVSourcePolicy {
                             DType::kBF16};
     reader_.Reset(ctx);
     selections_.assign(ctx.config->num_layers, {});
+    layer_.clear();
+    ahead_.clear();
+    ahead_layer_ = -1;
+    // The first layer's keys start loading now, before the suffix's first projection.
+    if (ctx.opts->prefetch) {
+      ahead_.assign(ctx.n_chunks, {});
+      ahead_layer_ = 0;
+      for (int64_t j = 0; j < ctx.n_chunks; ++j) {
+        CKV_RETURN_IF_ERROR(FetchKeys(0, j, ahead_[j], true));
+      }
+    }
     return Status::OK();
   }
 
@@ -40,20 +53,15 @@ class AsH2OLruPolicy : public KVSourcePolicy {
                                  const KVSpan& suffix_keys) override {
     const int64_t m = ctx_.n_chunks;
     const int64_t n = ctx_.prefix_tokens;
-    layer_.assign(m, {});
-    // 1. Every key of the layer.
-    for (int64_t j = 0; j < m; ++j) {
-      Block& b = layer_[j];
-      CKV_ASSIGN_OR_RETURN(b.ext, ctx_.prefix->LocateExtent(layer, j));
-      const uint64_t begin = AlignDown4k(b.ext.offset);
-      const uint64_t end = AlignUp4k(b.ext.offset + half_bytes_);
-      // Unverified here: the checksum covers K and V together. A block whose tokens are
-      // attended is verified whole once its V half is in (below); the keys of the others only
-      // steer the selection.
-      b.k = reader_.Fetch(b.ext.file, begin, static_cast<uint32_t>(end - begin),
-                          reader_.Key(b.ext.file, RangeCut::kKeysHalf, layer, begin), nullptr,
-                          "K L" + std::to_string(layer) + " c" + std::to_string(j));
+    // 1. Every key of the layer (most already read ahead, during the previous layer).
+    if (ahead_layer_ == layer) {
+      layer_ = std::move(ahead_);
+    } else {
+      layer_.assign(m, {});
     }
+    ahead_.clear();
+    ahead_layer_ = -1;
+    for (int64_t j = 0; j < m; ++j) CKV_RETURN_IF_ERROR(FetchKeys(layer, j, layer_[j], false));
     for (const Block& b : layer_) CKV_RETURN_IF_ERROR(reader_.Wait(*b.k));
 
     // 2. H2O importance and top-k.
@@ -102,6 +110,15 @@ class AsH2OLruPolicy : public KVSourcePolicy {
                           "V L" + std::to_string(layer) + " c" + std::to_string(j));
       selections_[layer].push_back(j);
     }
+    // The next layer's keys do not depend on this selection: read them while this layer's
+    // values load and it computes (after the values, so they queue first).
+    if (ctx_.opts->prefetch && layer + 1 < ctx_.config->num_layers) {
+      ahead_.assign(m, {});
+      ahead_layer_ = layer + 1;
+      for (int64_t j = 0; j < m; ++j) {
+        CKV_RETURN_IF_ERROR(FetchKeys(layer + 1, j, ahead_[j], true));
+      }
+    }
     for (int64_t j = 0; j < m; ++j) {
       Block& b = layer_[j];
       if (!b.v) continue;
@@ -138,6 +155,11 @@ class AsH2OLruPolicy : public KVSourcePolicy {
     // amplification compares whole attended blocks with attended tokens); the keys of the
     // other blocks were read for identification only.
     for (const Block& b : layer_) {
+      if (b.selected > 0) {
+        const int64_t half_attended = b.selected * kv_row_bytes_;
+        if (b.k->from_ssd()) ctx_.stats->attended_ssd_bytes += half_attended;
+        if (b.v->from_ssd()) ctx_.stats->attended_ssd_bytes += half_attended;
+      }
       reader_.Account(*b.k, /*scoring=*/b.selected == 0);
       if (b.v) reader_.Account(*b.v, /*scoring=*/false);
       reader_.Insert(*b.k);
@@ -163,6 +185,8 @@ class AsH2OLruPolicy : public KVSourcePolicy {
 
   void End() override {
     layer_.clear();
+    ahead_.clear();
+    ahead_layer_ = -1;
     reader_.Drain();
   }
 
@@ -174,6 +198,23 @@ class AsH2OLruPolicy : public KVSourcePolicy {
     std::shared_ptr<FetchedRange> k, v;
     int64_t selected = 0;  // selected tokens in the block
   };
+
+  // The K half of block j of `layer` into b.k, unless it is there already. Unverified: the
+  // checksum covers K and V together. A block whose tokens are attended is verified whole once
+  // its V half is in; the keys of the others only steer the selection. `ahead`: only if the
+  // prefetch pool has room (b.k stays empty otherwise).
+  Status FetchKeys(int layer, int64_t j, Block& b, bool ahead) {
+    if (b.k) return Status::OK();
+    CKV_ASSIGN_OR_RETURN(b.ext, ctx_.prefix->LocateExtent(layer, j));
+    const uint64_t begin = AlignDown4k(b.ext.offset);
+    const uint64_t end = AlignUp4k(b.ext.offset + half_bytes_);
+    const ChunkKey key = reader_.Key(b.ext.file, RangeCut::kKeysHalf, layer, begin);
+    std::string label = "K L" + std::to_string(layer) + " c" + std::to_string(j);
+    const auto length = static_cast<uint32_t>(end - begin);
+    b.k = ahead ? reader_.FetchAhead(b.ext.file, begin, length, key, nullptr, std::move(label))
+                : reader_.Fetch(b.ext.file, begin, length, key, nullptr, std::move(label));
+    return Status::OK();
+  }
 
   int64_t Tokens(int64_t j) const { return std::min<int64_t>(c_, ctx_.prefix_tokens - j * c_); }
 
@@ -193,6 +234,8 @@ class AsH2OLruPolicy : public KVSourcePolicy {
   uint64_t half_bytes_ = 0;
   AttentionShape shape_;
   std::vector<Block> layer_;  // the current layer's blocks
+  std::vector<Block> ahead_;  // the next layer's, keys read ahead
+  int ahead_layer_ = -1;
   std::vector<std::vector<int64_t>> selections_;
 };
 

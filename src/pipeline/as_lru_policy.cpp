@@ -52,6 +52,7 @@ class AsLruPolicy : public KVSourcePolicy {
       out.chunks.push_back(j);
       out.keep_alive.push_back(u);
       ctx_.stats->attended_bytes += tokens * kv_row_bytes_ * 2;
+      if (u->from_ssd()) ctx_.stats->attended_ssd_bytes += tokens * kv_row_bytes_ * 2;
     }
     return out;
   }

@@ -25,6 +25,18 @@ ChunkKey PrefixRangeReader::Key(int file, RangeCut cut, int32_t group, uint64_t 
 std::shared_ptr<FetchedRange> PrefixRangeReader::Fetch(
     int file, uint64_t offset, uint32_t length, const ChunkKey& key,
     std::function<Status(const std::byte*)> verify, std::string label) {
+  return Start(file, offset, length, key, std::move(verify), std::move(label), /*ahead=*/false);
+}
+
+std::shared_ptr<FetchedRange> PrefixRangeReader::FetchAhead(
+    int file, uint64_t offset, uint32_t length, const ChunkKey& key,
+    std::function<Status(const std::byte*)> verify, std::string label) {
+  return Start(file, offset, length, key, std::move(verify), std::move(label), /*ahead=*/true);
+}
+
+std::shared_ptr<FetchedRange> PrefixRangeReader::Start(
+    int file, uint64_t offset, uint32_t length, const ChunkKey& key,
+    std::function<Status(const std::byte*)> verify, std::string label, bool ahead) {
   auto r = std::make_shared<FetchedRange>();
   r->key = key;
   r->offset = offset;
@@ -36,8 +48,13 @@ std::shared_ptr<FetchedRange> PrefixRangeReader::Fetch(
     }
   }
   const StoreFile& f = ctx_.prefix->files()[static_cast<size_t>(file)];
-  r->slot = ctx_.loader->Load(f.direct_fd >= 0 ? f.direct_fd : f.fd, offset, length,
-                              std::move(verify), std::move(label));
+  const int fd = f.direct_fd >= 0 ? f.direct_fd : f.fd;
+  if (ahead) {
+    r->slot = ctx_.loader->TryLoad(fd, offset, length, std::move(verify), std::move(label));
+    if (!r->slot) return nullptr;
+  } else {
+    r->slot = ctx_.loader->Load(fd, offset, length, std::move(verify), std::move(label));
+  }
   issued_.push_back(r->slot);
   return r;
 }
@@ -57,9 +74,9 @@ Status PrefixRangeReader::Wait(const FetchedRange& r) {
 }
 
 void PrefixRangeReader::Account(const FetchedRange& r, bool scoring) const {
+  // Identification-only reads are kept apart (scoring_bytes_*), so the hit ratio and the read
+  // amplification speak of the data attended (see ReprefillStats for the one definition).
   if (!r.from_ssd()) {
-    // Identification hits are kept apart, so the amplification and hit ratio speak of the data
-    // attended.
     const auto n = static_cast<int64_t>(r.cached->size());
     if (scoring) {
       ctx_.stats->scoring_bytes_hit += n;
@@ -69,8 +86,12 @@ void PrefixRangeReader::Account(const FetchedRange& r, bool scoring) const {
     }
     return;
   }
+  if (scoring) {
+    ctx_.stats->scoring_bytes_read += r.length;
+    return;
+  }
   if (ctx_.cache != nullptr) ++ctx_.stats->cache_misses;
-  (scoring ? ctx_.stats->scoring_bytes_read : ctx_.stats->ssd_bytes_read) += r.length;
+  ctx_.stats->ssd_bytes_read += r.length;
 }
 
 void PrefixRangeReader::Insert(const FetchedRange& r) const {

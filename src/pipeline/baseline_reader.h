@@ -46,6 +46,13 @@ class PrefixRangeReader {
                                       const ChunkKey& key,
                                       std::function<Status(const std::byte*)> verify,
                                       std::string label);
+  // Like Fetch, for identification data read a layer ahead of need (it does not depend on any
+  // selection): nullptr instead of a synchronous read when the prefetch pool is full, so
+  // reading ahead never blocks compute; the caller then fetches the range when it needs it.
+  std::shared_ptr<FetchedRange> FetchAhead(int file, uint64_t offset, uint32_t length,
+                                           const ChunkKey& key,
+                                           std::function<Status(const std::byte*)> verify,
+                                           std::string label);
   // Blocks until the range is in memory (counted as I/O wait); its read/verify status.
   Status Wait(const FetchedRange& r);
   // Counts a fetched range once: read from SSD, its bytes go to ssd_bytes_read (data attended
@@ -60,6 +67,11 @@ class PrefixRangeReader {
   void Drain();
 
  private:
+  std::shared_ptr<FetchedRange> Start(int file, uint64_t offset, uint32_t length,
+                                      const ChunkKey& key,
+                                      std::function<Status(const std::byte*)> verify,
+                                      std::string label, bool ahead);
+
   RequestContext ctx_;
   std::vector<uint64_t> path_hash_;
   // Weak: a range the policy has released gives its pool buffer back at once (the loader

@@ -106,6 +106,7 @@ class ContiguousKVPolicy : public KVSourcePolicy {
       out.chunks.push_back(j);
       out.keep_alive.push_back(it->second);
       ctx_.stats->attended_bytes += tokens * kv_row_bytes_ * 2;
+      if (u.slot) ctx_.stats->attended_ssd_bytes += tokens * kv_row_bytes_ * 2;
     }
     return out;
   }
@@ -303,6 +304,18 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     for (int64_t j : selections_[period]) {
       for (int l = first; l < last; ++l) CKV_RETURN_IF_ERROR(Request(period, l, j, false));
     }
+    // Every unit left is attended: count each once, as every system does (ReprefillStats),
+    // speculative ones included, mispredicted ones (erased above) not.
+    if (ctx_.cache != nullptr) {
+      for (const auto& [key, u] : units_[period]) {
+        if (u->cached) {
+          ++ctx_.stats->cache_hits;
+          ctx_.stats->cache_bytes_hit += static_cast<int64_t>(u->cached->size());
+        } else {
+          ++ctx_.stats->cache_misses;
+        }
+      }
+    }
     return Status::OK();
   }
 
@@ -329,12 +342,9 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     if (ctx_.cache != nullptr) {
       if (auto hit = ctx_.cache->Lookup(ku.first)) {
         data->cached = std::move(hit);
-        ctx_.stats->cache_bytes_hit += static_cast<int64_t>(data->cached->size());
-        ++ctx_.stats->cache_hits;
         map.emplace(ku.first, std::move(data));
         return Status::OK();
       }
-      ++ctx_.stats->cache_misses;
     }
     const StoreFile& f = ctx_.prefix->files()[ku.second.file];
     auto prefix = ctx_.prefix;

@@ -1,7 +1,8 @@
 // IMPRESS (FAST'25) on its own store layout (64-token chunks, K and V in separate read units,
-// a per-layer copy of the probe heads' keys). Per layer, sequentially (no cross-layer
-// prefetch): load the probe keys; score each probe head (H2O: attention mass of the suffix
-// queries per prefix token) and take its top k = ceil(r n) tokens; if the probe sets' mean
+// a per-layer copy of the probe heads' keys). Per layer, identify-then-load is sequential, as
+// the paper's design requires; only the probe keys, which no selection decides, are read a
+// layer ahead. Per layer: load the probe keys; score each probe head (H2O: attention mass of the
+// suffix queries per prefix token) and take its top k = ceil(r n) tokens; if the probe sets' mean
 // pairwise Jaccard similarity exceeds t = j^0.6, j = (k/n) / (2 - k/n), the probes' voted set
 // stands for every head; otherwise load every K chunk of the layer and take the top k per KV
 // head. Then load the K and V chunks holding the selected tokens and attend, each KV head to
@@ -43,6 +44,9 @@ class ImpressPolicy : public KVSourcePolicy {
     selections_.assign(cfg.num_layers, {});
     layers_identified_ = layers_voted_ = 0;
     jaccard_sum_ = threshold_sum_ = 0;
+    probes_ahead_ = {};
+    // The first layer's probe keys start loading now, before the suffix's first projection.
+    if (ctx.opts->prefetch && Identifies()) FetchProbeKeys(0, /*ahead=*/true, probes_ahead_);
     return Status::OK();
   }
 
@@ -81,6 +85,11 @@ class ImpressPolicy : public KVSourcePolicy {
       CKV_RETURN_IF_ERROR(RequestPart(layer, j, KVPart::kK));
       CKV_RETURN_IF_ERROR(RequestPart(layer, j, KVPart::kV));
     }
+    // The next layer's probe keys do not depend on this selection: read them while this
+    // layer's chunks load and it computes (after the chunks, so they queue first).
+    if (ctx_.opts->prefetch && Identifies() && layer + 1 < ctx_.config->num_layers) {
+      FetchProbeKeys(layer + 1, /*ahead=*/true, probes_ahead_);
+    }
     for (int64_t j : needed) {
       CKV_RETURN_IF_ERROR(reader_.Wait(*chunks_[j].k));
       CKV_RETURN_IF_ERROR(reader_.Wait(*chunks_[j].v));
@@ -105,6 +114,9 @@ class ImpressPolicy : public KVSourcePolicy {
                           (static_cast<double>(kv_heads_) * static_cast<double>(Tokens(j)));
       for (const auto* r : {&ch.k, &ch.v}) {
         if (!*r) continue;
+        if (ch.needed && (*r)->from_ssd()) {
+          ctx_.stats->attended_ssd_bytes += ch.selected_pairs * hd_ * 2;  // K or V rows
+        }
         reader_.Account(**r, /*scoring=*/!ch.needed);
         reader_.Insert(**r);
         reader_.Feedback((*r)->key, frac, frac);
@@ -121,6 +133,7 @@ class ImpressPolicy : public KVSourcePolicy {
 
   void End() override {
     chunks_.clear();
+    probes_ahead_ = {};
     reader_.Drain();
     ctx_.stats->probe_layers = layers_identified_;
     ctx_.stats->probe_vote_layers = layers_voted_;
@@ -175,23 +188,53 @@ class ImpressPolicy : public KVSourcePolicy {
     return out;
   }
 
-  // Loads the layer's probe-key copy and scores each probe head.
+  // One layer's probe-key copy: its blocks and their reads (null: not issued yet).
+  struct ProbeKeys {
+    int layer = -1;
+    std::vector<LayerBlock> blocks;
+    std::vector<std::shared_ptr<FetchedRange>> got;
+  };
+
+  // Whether requests identify tokens at all (not at budget 1, where everything is selected).
+  bool Identifies() const {
+    const int64_t n = ctx_.prefix_tokens;
+    return TokenBudget(ctx_.opts->budget, n) < n;
+  }
+
+  // Issues the reads of `layer`'s probe-key copy that `pk` does not hold yet. Ahead of need,
+  // only what the prefetch pool has room for.
+  void FetchProbeKeys(int layer, bool ahead, ProbeKeys& pk) {
+    if (pk.layer != layer) {
+      pk.layer = layer;
+      pk.blocks = ctx_.prefix->ProbeKeyBlocks(layer);
+      pk.got.assign(pk.blocks.size(), nullptr);
+    }
+    auto prefix = ctx_.prefix;
+    for (size_t i = 0; i < pk.blocks.size(); ++i) {
+      if (pk.got[i]) continue;
+      const LayerBlock& b = pk.blocks[i];
+      auto verify = [prefix, b, layer](const std::byte* bytes) {
+        return prefix->VerifyBlock(b, layer, bytes);
+      };
+      const ChunkKey key = reader_.Key(b.unit.file, RangeCut::kUnit, layer, b.unit.offset);
+      std::string label = "probe L" + std::to_string(layer);
+      pk.got[i] = ahead ? reader_.FetchAhead(b.unit.file, b.unit.offset, b.unit.length, key,
+                                             std::move(verify), std::move(label))
+                        : reader_.Fetch(b.unit.file, b.unit.offset, b.unit.length, key,
+                                        std::move(verify), std::move(label));
+    }
+  }
+
+  // Loads the layer's probe-key copy (most of it read ahead) and scores each probe head.
   Result<std::vector<std::vector<float>>> ScoreProbes(int layer, const float* q, int n_q,
                                                       const int32_t* q_pos,
                                                       const KVSpan& suffix_keys) {
     const int64_t n = ctx_.prefix_tokens;
-    const auto blocks = ctx_.prefix->ProbeKeyBlocks(layer);
-    std::vector<std::shared_ptr<FetchedRange>> got;
-    auto prefix = ctx_.prefix;
-    for (const LayerBlock& b : blocks) {
-      got.push_back(reader_.Fetch(
-          b.unit.file, b.unit.offset, b.unit.length,
-          reader_.Key(b.unit.file, RangeCut::kUnit, layer, b.unit.offset),
-          [prefix, b, layer](const std::byte* bytes) {
-            return prefix->VerifyBlock(b, layer, bytes);
-          },
-          "probe L" + std::to_string(layer)));
-    }
+    ProbeKeys keys_read = std::move(probes_ahead_);
+    probes_ahead_ = {};
+    FetchProbeKeys(layer, /*ahead=*/false, keys_read);
+    const auto& blocks = keys_read.blocks;
+    const auto& got = keys_read.got;
     for (const auto& r : got) CKV_RETURN_IF_ERROR(reader_.Wait(*r));
     for (const auto& r : got) {
       reader_.Account(*r, /*scoring=*/true);
@@ -293,6 +336,7 @@ class ImpressPolicy : public KVSourcePolicy {
   int c_ = 64, hd_ = 0, kv_heads_ = 0, kv_dim_ = 0;
   ProbeHeads probes_;
   std::vector<Chunk> chunks_;  // the current layer's
+  ProbeKeys probes_ahead_;     // the next layer's probe keys, read ahead
   std::vector<std::vector<int64_t>> selections_;
   int layers_identified_ = 0, layers_voted_ = 0;
   double jaccard_sum_ = 0, threshold_sum_ = 0;

@@ -46,7 +46,10 @@ class KVSourcePolicy {
   // keys, for policies that score chunks by attention.
   virtual Result<PrefixContext> PrefixKV(int layer, const float* q, int n_q, const int32_t* q_pos,
                                          const KVSpan& suffix_keys) = 0;
-  // Attention mass the suffix gave each prefix token of `ctx` (span order).
+  // Attention mass the suffix gave each prefix token of `ctx` (span order). Called for every
+  // layer; `mass` is empty when nothing uses it (the engine's cache does not rank by attention,
+  // see ChunkCache::uses_attention_importance), so no system pays the observer pass for
+  // nothing.
   virtual void Observe(int layer, const PrefixContext& ctx, std::span<const float> mass) = 0;
   // After the last layer: release what the request held, feed the cache.
   virtual void End() = 0;

@@ -209,6 +209,7 @@ Result<ReprefillResult> ReprefillEngine::Run(std::span<const int32_t> tokens,
   rc.tracer = &tracer;
   rc.stats = &stats;
   CKV_RETURN_IF_ERROR(policy->Begin(rc));
+  const bool observe_attention = rc.cache != nullptr && rc.cache->uses_attention_importance();
 
   // Suffix state.
   const int ns = static_cast<int>(n - n_p);
@@ -248,10 +249,15 @@ Result<ReprefillResult> ReprefillEngine::Run(std::span<const int32_t> tokens,
     int64_t prefix_keys = 0;
     for (const auto& s : ctx->spans) prefix_keys += s.n_tokens;
     attended_tokens += prefix_keys;
-    std::vector<float> mass(prefix_keys + ns, 0.f);
+    // The attention mass per prefix key costs a second pass over the keys: computed only when
+    // the cache ranks by it.
+    std::vector<float> mass(observe_attention ? prefix_keys + ns : 0, 0.f);
     AttentionObserver obs{mass.data()};
-    tf.AttendAndFinish(l, x.data(), ns, pos.data(), q.data(), DType::kBF16, spans, scratch, &obs);
-    policy->Observe(l, *ctx, std::span<const float>(mass).first(prefix_keys));
+    tf.AttendAndFinish(l, x.data(), ns, pos.data(), q.data(), DType::kBF16, spans, scratch,
+                       observe_attention ? &obs : nullptr);
+    if (observe_attention) ++stats.observed_layers;
+    policy->Observe(l, *ctx,
+                    std::span<const float>(mass).first(observe_attention ? prefix_keys : 0));
     if (opts.max_tokens > 1) {
       auto& dl = dctx.layers[l];
       for (const auto& s : ctx->spans) {
@@ -297,9 +303,10 @@ Result<ReprefillResult> ReprefillEngine::Run(std::span<const int32_t> tokens,
   stats.ttft_ms = MsSince(t0);
   const auto st = loader->stats();
   stats.buffer_overflows = st.pool_overflows - stats_before.pool_overflows;
+  stats.buffers_registered = loader->buffers_registered();
   stats.prefetch_peak_bytes = static_cast<int64_t>(loader->pool().peak_in_use());
   stats.prefetch_capacity_bytes = static_cast<int64_t>(loader->pool().capacity());
-  const int64_t from_ssd = std::max<int64_t>(0, stats.attended_bytes - stats.cache_bytes_hit);
+  const int64_t from_ssd = stats.attended_ssd_bytes;
   const int64_t kv_read = stats.ssd_bytes_read;
   stats.ssd_bytes_read += stats.scoring_bytes_read;
   stats.read_amplification = from_ssd > 0 ? static_cast<double>(kv_read) / from_ssd : 0.0;

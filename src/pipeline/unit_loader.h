@@ -80,6 +80,7 @@ class UnitLoader {
   // Where read events go (nullptr: nowhere). Set between requests.
   void set_tracer(Tracer* tracer) { tracer_.store(tracer, std::memory_order_release); }
   const char* backend() const { return engine_->name(); }
+  bool buffers_registered() const { return engine_->buffers_registered(); }
   const io::BufferPool& pool() const { return *pool_; }
 
  private:

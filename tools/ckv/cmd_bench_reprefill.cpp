@@ -94,7 +94,9 @@ Status StoreMissing(const Model& model, PrefixStore& store, const std::vector<Wo
 nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
   std::vector<double> ttft;
   double io = 0, comp = 0, amp = 0, gamp = 0, hits = 0, lookups = 0, wasted = 0, bytes = 0,
-         attended = 0, hit_bytes = 0, frac = 0, probe_layers = 0, probe_votes = 0;
+         attended = 0, hit_bytes = 0, frac = 0, probe_layers = 0, probe_votes = 0,
+         attention_read = 0, overflows = 0, observed = 0;
+  bool registered = !runs.empty();
   for (const auto& s : runs) {
     ttft.push_back(s.ttft_ms);
     io += s.io_wait_ms;
@@ -110,6 +112,13 @@ nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
     frac += s.attended_fraction;
     probe_layers += s.probe_layers;
     probe_votes += s.probe_vote_layers;
+    // Attention data read from SSD and used (speculation that was not selected excluded).
+    attention_read +=
+        static_cast<double>(s.ssd_bytes_read - s.scoring_bytes_read - s.speculative_bytes_wasted);
+    overflows += static_cast<double>(s.buffer_overflows);
+    observed += s.observed_layers;
+    // A request that was not a Re-Prefill (no stored prefix) read nothing: not evidence.
+    if (!s.prefix_id.empty()) registered = registered && s.buffers_registered;
   }
   const double n = static_cast<double>(runs.size());
   return {{"mean_ttft_ms", std::accumulate(ttft.begin(), ttft.end(), 0.0) / n},
@@ -122,7 +131,13 @@ nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
           {"read_amplification", amp / n},
           {"granularity_amplification", gamp / n},
           {"speculative_bytes_wasted", wasted / n},
-          {"cache_hit_ratio", lookups > 0 ? hits / lookups : 0.0},
+          // By bytes: read units differ in size between systems (ReprefillStats).
+          {"cache_hit_ratio",
+           hit_bytes + attention_read > 0 ? hit_bytes / (hit_bytes + attention_read) : 0.0},
+          {"cache_unit_hit_ratio", lookups > 0 ? hits / lookups : 0.0},
+          {"buffer_overflows", overflows / n},
+          {"buffers_registered", registered},
+          {"observed_layers", observed / n},
           {"attended_fraction", frac / n},
           {"probe_vote_fraction", probe_layers > 0 ? probe_votes / probe_layers : 0.0}};
 }
@@ -404,21 +419,30 @@ int Run(BenchArgs& a) {
                       << srow["mean_ttft_ms"] << " ms (I/O wait " << srow["mean_io_wait_ms"]
                       << ", compute " << srow["mean_compute_ms"] << "), read "
                       << srow["ssd_bytes_read"] << " B, hit ratio " << srow["cache_hit_ratio"]
-                      << "\n";
+                      << ", pool overflows " << srow["buffer_overflows"] << "\n";
             summary.push_back(srow);
           }
         }
       }
     }
   }
-  const std::vector<std::string> summary_fields = {"workload",        "system",
-                                                   "budget",          "mode",
-                                                   "cache_policy",    "prefix_tokens",
-                                                   "requests",        "mean_ttft_ms",
-                                                   "p95_ttft_ms",     "mean_io_wait_ms",
-                                                   "mean_compute_ms", "ssd_bytes_read",
-                                                   "attended_bytes",  "read_amplification",
-                                                   "cache_hit_ratio"};
+  const std::vector<std::string> summary_fields = {"workload",
+                                                   "system",
+                                                   "budget",
+                                                   "mode",
+                                                   "cache_policy",
+                                                   "prefix_tokens",
+                                                   "requests",
+                                                   "mean_ttft_ms",
+                                                   "p95_ttft_ms",
+                                                   "mean_io_wait_ms",
+                                                   "mean_compute_ms",
+                                                   "ssd_bytes_read",
+                                                   "attended_bytes",
+                                                   "read_amplification",
+                                                   "cache_hit_ratio",
+                                                   "buffer_overflows",
+                                                   "buffers_registered"};
   std::vector<std::string> request_fields;
   if (!rows.empty())
     for (const auto& [key, value] : rows[0].items()) request_fields.push_back(key);

@@ -82,6 +82,8 @@ struct ReprefillStats {
   int64_t cache_misses = 0;
   int64_t buffer_overflows = 0;     // units read synchronously because the prefetch pool was full
   bool buffers_registered = false;  // reads went into io_uring registered (fixed) buffers
+  std::string io_note;              // why buffers could not be registered, if they could not
+  int64_t speculative_errors = 0;   // speculative requests that failed (not read; counted)
   int64_t prefetch_peak_bytes = 0;  // most prefetch-buffer bytes held at once (engine lifetime)
   int64_t prefetch_capacity_bytes = 0;  // the bound
   double attended_fraction = 0;  // prefix tokens attended / prefix tokens (per layer average)

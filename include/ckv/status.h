@@ -19,6 +19,9 @@ enum class StatusCode {
   kOutOfRange,
   kNoSpace,
   kInternal,
+  // Something this process depends on failed, not the data: e.g. the I/O engine. Retrying
+  // may succeed; stored data is not suspect.
+  kUnavailable,
 };
 
 class [[nodiscard]] Status {
@@ -41,6 +44,9 @@ class [[nodiscard]] Status {
   }
   static Status NoSpace(std::string msg) { return Status(StatusCode::kNoSpace, std::move(msg)); }
   static Status Internal(std::string msg) { return Status(StatusCode::kInternal, std::move(msg)); }
+  static Status Unavailable(std::string msg) {
+    return Status(StatusCode::kUnavailable, std::move(msg));
+  }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

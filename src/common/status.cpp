@@ -22,6 +22,8 @@ const char* StatusCodeName(StatusCode code) {
       return "no space";
     case StatusCode::kInternal:
       return "internal error";
+    case StatusCode::kUnavailable:
+      return "unavailable";
   }
   return "unknown";
 }

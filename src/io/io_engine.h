@@ -89,13 +89,16 @@ class IoEngine {
   virtual bool buffers_registered() const = 0;
 
   // Queues the reads and starts as many as the queue depth allows. Either all are accepted or
-  // none (kInvalidArgument for a bad request, naming its tag).
+  // none: a bad request is refused (kInvalidArgument, naming its tag) before any is queued,
+  // and nothing else fails here. An accepted read ends as a completion from Reap, or with the
+  // engine: if the engine itself fails (the kernel refuses a submission), Reap says so.
   virtual Status Submit(std::span<const ReadRequest> requests) = 0;
 
   // Appends completions to `out` until at least min(min_complete, in_flight()) have been
   // appended or `timeout` has passed (kForever or more waits without limit; 0 polls).
   // Returns the number appended; fewer than asked only on timeout. Errors of single reads come
-  // back as negative results; a Status error means the engine itself failed.
+  // back as negative results; a Status error means the engine itself failed: it is unusable,
+  // and reads it accepted may still be writing their buffers until it is destroyed.
   virtual Result<size_t> Reap(std::vector<ReadCompletion>& out, size_t min_complete,
                               std::chrono::microseconds timeout) = 0;
 

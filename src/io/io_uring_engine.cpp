@@ -114,13 +114,20 @@ class UringEngine final : public IoEngine {
     for (const ReadRequest& r : requests) CKV_RETURN_IF_ERROR(ValidateReadRequest(r));
     pending_.insert(pending_.end(), requests.begin(), requests.end());
     in_flight_ += requests.size();
-    CKV_RETURN_IF_ERROR(FillSlots());
-    return Flush();
+    // Accepted: some may already be in the kernel, so a failure to hand over the rest cannot
+    // un-accept them. It is the engine's failure, reported by Reap (the interface's contract).
+    if (failed_.ok()) {
+      Status st = FillSlots();
+      if (st.ok()) st = Flush();
+      failed_ = st;
+    }
+    return Status::OK();
   }
 
   Result<size_t> Reap(std::vector<ReadCompletion>& out, size_t min_complete,
                       std::chrono::microseconds timeout) override {
     using Clock = std::chrono::steady_clock;
+    CKV_RETURN_IF_ERROR(failed_);
     const bool forever = timeout >= kForever;
     const auto deadline = forever ? Clock::time_point::max() : Clock::now() + timeout;
     const size_t need = std::min(min_complete, in_flight_);
@@ -287,6 +294,7 @@ class UringEngine final : public IoEngine {
   size_t in_flight_ = 0;  // submitted and not yet reaped: pending_ + busy_
   std::shared_ptr<BufferPool> pool_;
   bool registered_ = false;
+  Status failed_;  // a submission the kernel refused: the engine is unusable
 };
 
 }  // namespace

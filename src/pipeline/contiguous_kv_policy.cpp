@@ -324,8 +324,9 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     const int last = std::min(first + p_, ctx_.config->num_layers);
     for (int64_t j : selections_[next_period - 1]) {
       for (int l = first; l < last; ++l) {
-        if (Request(next_period, l, j, true).ok()) {
-        }
+        // A speculative read that cannot be located is skipped and counted; if the chunk is
+        // selected, its real request fails with the reason.
+        if (!Request(next_period, l, j, true).ok()) ++ctx_.stats->speculative_errors;
       }
     }
   }

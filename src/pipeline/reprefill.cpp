@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <iostream>
 
 #include "cache/chunk_cache.h"
 #include "common/clock.h"
@@ -208,6 +207,18 @@ Result<ReprefillResult> ReprefillEngine::Run(std::span<const int32_t> tokens,
   rc.cache = s_->cache.get();
   rc.tracer = &tracer;
   rc.stats = &stats;
+  // Every exit ends the policy, which waits for the reads it issued: none may still be running
+  // (and writing this request's trace and stats) once Run returns. Declared after the tracer,
+  // so it runs first.
+  struct EndPolicy {
+    KVSourcePolicy* policy;
+    bool ended = false;
+    void operator()() {
+      if (!ended) policy->End();
+      ended = true;
+    }
+    ~EndPolicy() { (*this)(); }
+  } end_policy{policy.get()};
   CKV_RETURN_IF_ERROR(policy->Begin(rc));
   const bool observe_attention = rc.cache != nullptr && rc.cache->uses_attention_importance();
 
@@ -273,11 +284,16 @@ Result<ReprefillResult> ReprefillEngine::Run(std::span<const int32_t> tokens,
                       "{\"prefix_chunks\":" + std::to_string(ctx->spans.size()) + "}");
     }
   }
-  policy->End();
+  end_policy();
   if (!failure.ok()) {
-    // Missing or corrupt stored data: the store has quarantined the prefix; serve the request
-    // by recomputing it, and say so.
-    std::cerr << "warning: " << failure.ToString() << "; falling back to recompute\n";
+    // Truncated, unreadable or corrupt stored data: quarantine the prefix (a checksum failure
+    // already did), serve the request by recomputing it, and say so. Other failures (the I/O
+    // engine itself: kUnavailable) are not the data's: the prefix stays.
+    const bool data_failed =
+        failure.code() == StatusCode::kCorruption || failure.code() == StatusCode::kIOError;
+    if (data_failed && s_->store->Info(match->id).ok()) {
+      (void)s_->store->Quarantine(match->id, failure.message());
+    }
     stats.note = "stored prefix " + match->id + " failed (" + failure.ToString() + "): recomputed";
     ReprefillStats fresh;
     fresh.system = opts.system;
@@ -304,6 +320,7 @@ Result<ReprefillResult> ReprefillEngine::Run(std::span<const int32_t> tokens,
   const auto st = loader->stats();
   stats.buffer_overflows = st.pool_overflows - stats_before.pool_overflows;
   stats.buffers_registered = loader->buffers_registered();
+  stats.io_note = loader->registration_error();
   stats.prefetch_peak_bytes = static_cast<int64_t>(loader->pool().peak_in_use());
   stats.prefetch_capacity_bytes = static_cast<int64_t>(loader->pool().capacity());
   const int64_t from_ssd = stats.attended_ssd_bytes;
@@ -360,8 +377,10 @@ Result<ReprefillResult> ReprefillEngine::Run(std::span<const int32_t> tokens,
   stats.decode_ms = MsSince(d0);
   res.stats = std::move(stats);
   if (!opts.trace_path.empty()) {
-    Status ts = tracer.WriteJson(opts.trace_path);
-    if (!ts.ok()) return ts;
+    // The answer stands without its trace.
+    if (Status ts = tracer.WriteJson(opts.trace_path); !ts.ok()) {
+      res.stats.note += (res.stats.note.empty() ? "" : "; ") + ts.ToString();
+    }
   }
   return res;
 }

@@ -10,15 +10,54 @@ namespace ckv {
 Result<std::unique_ptr<UnitLoader>> UnitLoader::Create(const LoaderOptions& opts, Tracer* tracer) {
   std::unique_ptr<UnitLoader> l(new UnitLoader());
   l->tracer_.store(tracer);
-  CKV_ASSIGN_OR_RETURN(l->engine_, io::IoEngine::Create(opts.io));
+  l->opts_ = opts;
+  if (!l->opts_.make_engine) l->opts_.make_engine = io::IoEngine::Create;
   io::BufferPoolOptions po;
   po.capacity_bytes = std::max<size_t>(opts.buffer_bytes, io::kIoAlignment);
   po.prefault = false;
   CKV_ASSIGN_OR_RETURN(l->pool_, io::BufferPool::Create(po));
-  // Registration can fail (RLIMIT_MEMLOCK); plain reads still work.
-  (void)l->engine_->RegisterBuffers(l->pool_);
+  CKV_RETURN_IF_ERROR(l->StartEngine());
   l->thread_ = std::thread([p = l.get()] { p->Run(); });
   return l;
+}
+
+Status UnitLoader::StartEngine() {
+  auto engine = opts_.make_engine(opts_.io);
+  if (!engine.ok()) {
+    engine_status_ = engine.status();
+    return engine_status_;
+  }
+  engine_ = std::move(engine).value();
+  // Registration can fail (RLIMIT_MEMLOCK); plain reads still work, and requests say why.
+  const Status reg = engine_->RegisterBuffers(pool_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    registration_error_ = reg.ok() ? "" : reg.ToString();
+  }
+  backend_.store(engine_->name(), std::memory_order_release);
+  registered_.store(engine_->buffers_registered(), std::memory_order_release);
+  return Status::OK();
+}
+
+void UnitLoader::ReplaceFailedEngine(const Status& why,
+                                     std::map<uint64_t, std::shared_ptr<UnitSlot>>& in_flight) {
+  // The failed engine may still be writing the buffers of the reads it held: they go back to
+  // the pool only once it is destroyed (that waits for the kernel). Replaced before the slots
+  // fail, so an owner that retries at once finds the buffers free and a working engine.
+  std::vector<io::PoolBuffer> still_written;
+  for (auto& [tag, s] : in_flight) still_written.push_back(std::move(s->buffer_));
+  engine_.reset();
+  still_written.clear();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.engine_failures;
+  }
+  (void)StartEngine();  // on failure, later reads fail with engine_status_
+  for (auto& [tag, s] : in_flight) {
+    s->status_ = Status::Unavailable(s->label_ + ": I/O engine failed: " + why.message());
+    Finish(*s, -EIO);
+  }
+  in_flight.clear();
 }
 
 UnitLoader::~UnitLoader() {
@@ -128,6 +167,11 @@ Status UnitLoader::Wait(const UnitSlot& slot) {
   return slot.status();
 }
 
+std::string UnitLoader::registration_error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return registration_error_;
+}
+
 LoaderStats UnitLoader::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;
@@ -148,20 +192,28 @@ void UnitLoader::Run() {
       if (stop_ && pending_.empty() && in_flight.empty()) return;
       incoming.swap(pending_);
     }
+    if (!incoming.empty() && !engine_) {
+      for (auto& s : incoming) {
+        s->status_ =
+            Status::Unavailable(s->label_ + ": no I/O engine: " + engine_status_.message());
+        Finish(*s, -EIO);
+      }
+      incoming.clear();
+    }
     if (!incoming.empty()) {
       batch.clear();
       for (auto& s : incoming) {
-        const uint64_t tag = next_tag++;
-        batch.push_back({s->fd_, s->offset_, s->length_, s->buffer_.data(), tag});
-        in_flight.emplace(tag, s);
+        batch.push_back({s->fd_, s->offset_, s->length_, s->buffer_.data(), next_tag++});
       }
       Status st = engine_->Submit(batch);
-      if (!st.ok()) {
-        for (const auto& r : batch) {
-          auto it = in_flight.find(r.tag);
-          it->second->status_ = st;
-          Finish(*it->second, -EIO);
-          in_flight.erase(it);
+      if (st.ok()) {
+        for (size_t i = 0; i < batch.size(); ++i) in_flight.emplace(batch[i].tag, incoming[i]);
+      } else {
+        // Refused as a whole (the interface's contract): no read of the batch started, so
+        // their buffers are free.
+        for (auto& s : incoming) {
+          s->status_ = st;
+          Finish(*s, -EIO);
         }
       }
     }
@@ -170,8 +222,7 @@ void UnitLoader::Run() {
     // Short timeout: new requests from the compute thread are picked up within it.
     auto reaped = engine_->Reap(done, 1, std::chrono::microseconds(100));
     if (!reaped.ok()) {
-      for (auto& [tag, s] : in_flight) Finish(*s, -EIO);
-      in_flight.clear();
+      ReplaceFailedEngine(reaped.status(), in_flight);
       continue;
     }
     for (const auto& c : done) {

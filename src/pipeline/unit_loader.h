@@ -24,6 +24,9 @@ namespace ckv {
 struct LoaderOptions {
   io::IoOptions io;
   size_t buffer_bytes = size_t{256} << 20;  // bound on unit buffers held at once
+  // Makes the I/O engine (at start, and again after one fails). Default io::IoEngine::Create;
+  // tests pass engines that fail at chosen points.
+  std::function<Result<std::unique_ptr<io::IoEngine>>(const io::IoOptions&)> make_engine;
 };
 
 // One unit being loaded (or loaded). Shared between the compute thread and the I/O thread.
@@ -53,7 +56,8 @@ class UnitSlot {
 struct LoaderStats {
   int64_t bytes_read = 0;
   int64_t units_read = 0;
-  int64_t pool_overflows = 0;  // units read synchronously because the buffer pool was full
+  int64_t pool_overflows = 0;   // units read synchronously because the buffer pool was full
+  int64_t engine_failures = 0;  // I/O engines that failed and were replaced
 };
 
 class UnitLoader {
@@ -79,19 +83,35 @@ class UnitLoader {
   LoaderStats stats() const;
   // Where read events go (nullptr: nowhere). Set between requests.
   void set_tracer(Tracer* tracer) { tracer_.store(tracer, std::memory_order_release); }
-  const char* backend() const { return engine_->name(); }
-  bool buffers_registered() const { return engine_->buffers_registered(); }
+  const char* backend() const { return backend_.load(std::memory_order_acquire); }
+  bool buffers_registered() const { return registered_.load(std::memory_order_acquire); }
+  // Why the engine could not register the pool's buffers (empty when it did or has none to
+  // register, as the threads backend).
+  std::string registration_error() const;
   const io::BufferPool& pool() const { return *pool_; }
 
  private:
   UnitLoader() = default;
   void Run();
   void Finish(UnitSlot& slot, int32_t result);
+  // (Re)creates and sets up the engine (I/O thread, or before it starts).
+  Status StartEngine();
+  // The engine failed: replaces it, then fails every read it held. Buffers of those reads go
+  // back to the pool only once the old engine is destroyed (it waits for the kernel), never
+  // while a read may still write them.
+  void ReplaceFailedEngine(const Status& why,
+                           std::map<uint64_t, std::shared_ptr<UnitSlot>>& in_flight);
   std::shared_ptr<UnitSlot> Start(int fd, uint64_t offset, uint32_t length,
                                   std::function<Status(const std::byte*)> verify, std::string label,
                                   bool sync_when_full);
 
+  LoaderOptions opts_;
+  // Driven by the I/O thread only (after Create); null when a replacement could not be made.
   std::unique_ptr<io::IoEngine> engine_;
+  Status engine_status_;            // why engine_ is null
+  std::string registration_error_;  // guarded by mu_
+  std::atomic<const char*> backend_{"none"};
+  std::atomic<bool> registered_{false};
   std::shared_ptr<io::BufferPool> pool_;
   std::atomic<Tracer*> tracer_{nullptr};
   std::thread thread_;

@@ -37,6 +37,8 @@ nlohmann::json StatsJson(const ReprefillStats& s) {
           {"cache_misses", s.cache_misses},
           {"buffer_overflows", s.buffer_overflows},
           {"buffers_registered", s.buffers_registered},
+          {"io_note", s.io_note},
+          {"speculative_errors", s.speculative_errors},
           {"attended_ssd_bytes", s.attended_ssd_bytes},
           {"observed_layers", s.observed_layers},
           {"prefetch_peak_bytes", s.prefetch_peak_bytes},

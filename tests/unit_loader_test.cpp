@@ -208,5 +208,44 @@ TEST(UnitLoader, WithoutAReplacementEngineLaterReadsFailClearly) {
   close(fd);
 }
 
+// The emulated device serves reads in order at its rate: each reservation ends bytes / rate
+// after the previous one (or after now, when the device was idle).
+TEST(IoPacer, ReadsQueueBehindEachOtherAtTheCappedRate) {
+  IoPacer off(0);
+  EXPECT_FALSE(off.enabled());
+  IoPacer pacer(1e6);  // 1 MB/s: 1,000 bytes take 1 ms
+  const auto t0 = IoPacer::Clock::now();
+  const auto a = pacer.Reserve(1000);
+  const auto b = pacer.Reserve(3000);
+  EXPECT_GE(a - t0, std::chrono::microseconds(1000));
+  EXPECT_EQ(std::chrono::duration_cast<std::chrono::microseconds>(b - a).count(), 3000);
+}
+
+// With a cap, a read's completion is held back until a device of that bandwidth would have
+// finished it: 64 KiB at 1 MB/s takes at least 65 ms however fast the disk is.
+TEST(UnitLoader, TheBandwidthCapHoldsCompletionsBack) {
+  const std::string path = MakeFile(8);
+  const int fd = open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  LoaderOptions lo;
+  lo.buffer_bytes = 8 * kUnit;
+  lo.bandwidth_cap_bytes_per_s = 1e6;
+  auto loader = UnitLoader::Create(lo, nullptr);
+  ASSERT_TRUE(loader.ok()) << loader.status().ToString();
+  EXPECT_DOUBLE_EQ((*loader)->bandwidth_cap_bytes_per_s(), 1e6);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<UnitSlot>> slots;
+  for (int u = 0; u < 8; ++u) slots.push_back((*loader)->Load(fd, u * kUnit, kUnit, Holds(u), "u"));
+  for (auto& s : slots) EXPECT_TRUE((*loader)->Wait(*s).ok()) << s->status().ToString();
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(ms, 65.0);
+  EXPECT_GT((*loader)->stats().paced_ms, 0.0);
+  // A negative cap is refused.
+  lo.bandwidth_cap_bytes_per_s = -1;
+  EXPECT_EQ(UnitLoader::Create(lo, nullptr).status().code(), StatusCode::kInvalidArgument);
+  close(fd);
+}
+
 }  // namespace
 }  // namespace ckv

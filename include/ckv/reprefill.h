@@ -51,7 +51,9 @@ struct ReprefillStats {
   std::string prefix_id;
   std::string system;
   std::string io_backend;
-  int64_t prefix_tokens = 0;  // stored prefix tokens used
+  double io_bandwidth_cap_mbps = 0;  // the emulated device bandwidth (0: the real disk)
+  double io_paced_ms = 0;            // read completions held back by that cap (summed)
+  int64_t prefix_tokens = 0;         // stored prefix tokens used
   int64_t suffix_tokens = 0;
   double ttft_ms = 0;
   double io_wait_ms = 0;           // compute blocked waiting for prefix data
@@ -119,6 +121,11 @@ class ReprefillEngine {
     int64_t prefetch_bytes = int64_t{64} << 20;
     int io_queue_depth = 64;
     std::string io_backend = "auto";  // auto | uring | threads
+    // Emulated device bandwidth in MB/s (10^6 bytes): every read completes no sooner than a
+    // device this fast, serving reads in order, would finish it (the real read still happens,
+    // so the effective rate is the lower of the two). A simulation of the I/O-bound regime for
+    // benchmarks; 0 = off.
+    double io_bandwidth_cap_mbps = 0;
   };
   static Result<std::unique_ptr<ReprefillEngine>> Create(const Model& model, PrefixStore& store,
                                                          const Config& config);

@@ -85,6 +85,10 @@ Result<std::unique_ptr<ReprefillEngine>> ReprefillEngine::Create(const Model& mo
   }
   lo.io.queue_depth = static_cast<uint32_t>(config.io_queue_depth);
   lo.buffer_bytes = static_cast<size_t>(config.prefetch_bytes);
+  if (!(config.io_bandwidth_cap_mbps >= 0)) {
+    return Status::InvalidArgument("--io-bandwidth-cap must be >= 0 MB/s (0 = off)");
+  }
+  lo.bandwidth_cap_bytes_per_s = config.io_bandwidth_cap_mbps * 1e6;
   CKV_ASSIGN_OR_RETURN(s->loader, UnitLoader::Create(lo, nullptr));
   return std::unique_ptr<ReprefillEngine>(new ReprefillEngine(std::move(s)));
 }
@@ -320,6 +324,8 @@ Result<ReprefillResult> ReprefillEngine::Run(std::span<const int32_t> tokens,
   const auto st = loader->stats();
   stats.buffer_overflows = st.pool_overflows - stats_before.pool_overflows;
   stats.buffers_registered = loader->buffers_registered();
+  stats.io_bandwidth_cap_mbps = s_->config.io_bandwidth_cap_mbps;
+  stats.io_paced_ms = st.paced_ms - stats_before.paced_ms;
   stats.io_note = loader->registration_error();
   stats.prefetch_peak_bytes = static_cast<int64_t>(loader->pool().peak_in_use());
   stats.prefetch_capacity_bytes = static_cast<int64_t>(loader->pool().capacity());

@@ -11,6 +11,10 @@ Result<std::unique_ptr<UnitLoader>> UnitLoader::Create(const LoaderOptions& opts
   std::unique_ptr<UnitLoader> l(new UnitLoader());
   l->tracer_.store(tracer);
   l->opts_ = opts;
+  if (opts.bandwidth_cap_bytes_per_s < 0) {
+    return Status::InvalidArgument("I/O bandwidth cap must be >= 0 (0 = off)");
+  }
+  l->pacer_ = std::make_unique<IoPacer>(opts.bandwidth_cap_bytes_per_s);
   if (!l->opts_.make_engine) l->opts_.make_engine = io::IoEngine::Create;
   io::BufferPoolOptions po;
   po.capacity_bytes = std::max<size_t>(opts.buffer_bytes, io::kIoAlignment);
@@ -151,6 +155,15 @@ std::shared_ptr<UnitSlot> UnitLoader::Start(int fd, uint64_t offset, uint32_t le
     }
     got += r;
   }
+  if (pacer_->enabled()) {
+    const auto due = pacer_->Reserve(length);
+    const auto now = std::chrono::steady_clock::now();
+    if (due > now) {
+      std::this_thread::sleep_until(due);
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.paced_ms += std::chrono::duration<double, std::milli>(due - now).count();
+    }
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.pool_overflows;
@@ -178,19 +191,35 @@ LoaderStats UnitLoader::stats() const {
 }
 
 void UnitLoader::Run() {
+  using SteadyTime = std::chrono::steady_clock::time_point;
   std::map<uint64_t, std::shared_ptr<UnitSlot>> in_flight;
+  // Reads the device has completed that the bandwidth cap still holds back, by due time.
+  std::multimap<SteadyTime, std::pair<std::shared_ptr<UnitSlot>, int32_t>> held;
   uint64_t next_tag = 1;
   std::vector<io::ReadRequest> batch;
   std::vector<io::ReadCompletion> done;
   for (;;) {
     std::deque<std::shared_ptr<UnitSlot>> incoming;
+    bool stopping = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (pending_.empty() && in_flight.empty()) {
-        work_cv_.wait(lock, [&] { return stop_ || !pending_.empty(); });
+        const auto wake = [&] { return stop_ || !pending_.empty(); };
+        if (held.empty()) {
+          work_cv_.wait(lock, wake);
+        } else {
+          work_cv_.wait_until(lock, held.begin()->first, wake);
+        }
       }
-      if (stop_ && pending_.empty() && in_flight.empty()) return;
+      stopping = stop_;
+      if (stop_ && pending_.empty() && in_flight.empty() && held.empty()) return;
       incoming.swap(pending_);
+    }
+    // Completions whose emulated time has come (all of them when the loader stops).
+    for (auto now = std::chrono::steady_clock::now();
+         !held.empty() && (stopping || held.begin()->first <= now);) {
+      auto node = held.extract(held.begin());
+      Finish(*node.mapped().first, node.mapped().second);
     }
     if (!incoming.empty() && !engine_) {
       for (auto& s : incoming) {
@@ -207,7 +236,10 @@ void UnitLoader::Run() {
       }
       Status st = engine_->Submit(batch);
       if (st.ok()) {
-        for (size_t i = 0; i < batch.size(); ++i) in_flight.emplace(batch[i].tag, incoming[i]);
+        for (size_t i = 0; i < batch.size(); ++i) {
+          incoming[i]->due_ = pacer_->Reserve(incoming[i]->length_);
+          in_flight.emplace(batch[i].tag, incoming[i]);
+        }
       } else {
         // Refused as a whole (the interface's contract): no read of the batch started, so
         // their buffers are free.
@@ -225,11 +257,22 @@ void UnitLoader::Run() {
       ReplaceFailedEngine(reaped.status(), in_flight);
       continue;
     }
+    const auto now = std::chrono::steady_clock::now();
     for (const auto& c : done) {
       auto it = in_flight.find(c.tag);
       if (it == in_flight.end()) continue;
-      Finish(*it->second, c.result);
+      std::shared_ptr<UnitSlot> slot = std::move(it->second);
       in_flight.erase(it);
+      if (slot->due_ > now) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          stats_.paced_ms += std::chrono::duration<double, std::milli>(slot->due_ - now).count();
+        }
+        const SteadyTime due = slot->due_;
+        held.emplace(due, std::make_pair(std::move(slot), c.result));
+      } else {
+        Finish(*slot, c.result);
+      }
     }
   }
 }

@@ -17,6 +17,7 @@
 #include "ckv/status.h"
 #include "io/aligned_buffer.h"
 #include "io/io_engine.h"
+#include "pipeline/io_pacer.h"
 #include "pipeline/trace.h"
 
 namespace ckv {
@@ -24,6 +25,9 @@ namespace ckv {
 struct LoaderOptions {
   io::IoOptions io;
   size_t buffer_bytes = size_t{256} << 20;  // bound on unit buffers held at once
+  // Emulated device bandwidth for the I/O-bound regime (IoPacer): reads complete no sooner
+  // than a device of this many bytes per second would finish them. 0 = off (the real disk).
+  double bandwidth_cap_bytes_per_s = 0;
   // Makes the I/O engine (at start, and again after one fails). Default io::IoEngine::Create;
   // tests pass engines that fail at chosen points.
   std::function<Result<std::unique_ptr<io::IoEngine>>(const io::IoOptions&)> make_engine;
@@ -51,6 +55,7 @@ class UnitSlot {
   Status status_;
   double submit_us_ = 0;
   std::string label_;
+  std::chrono::steady_clock::time_point due_{};  // emulated completion (bandwidth cap)
 };
 
 struct LoaderStats {
@@ -58,6 +63,7 @@ struct LoaderStats {
   int64_t units_read = 0;
   int64_t pool_overflows = 0;   // units read synchronously because the buffer pool was full
   int64_t engine_failures = 0;  // I/O engines that failed and were replaced
+  double paced_ms = 0;          // completions held back by the bandwidth cap (summed)
 };
 
 class UnitLoader {
@@ -89,6 +95,7 @@ class UnitLoader {
   // register, as the threads backend).
   std::string registration_error() const;
   const io::BufferPool& pool() const { return *pool_; }
+  double bandwidth_cap_bytes_per_s() const { return pacer_->bytes_per_second(); }
 
  private:
   UnitLoader() = default;
@@ -113,6 +120,7 @@ class UnitLoader {
   std::atomic<const char*> backend_{"none"};
   std::atomic<bool> registered_{false};
   std::shared_ptr<io::BufferPool> pool_;
+  std::unique_ptr<IoPacer> pacer_;
   std::atomic<Tracer*> tracer_{nullptr};
   std::thread thread_;
   mutable std::mutex mu_;

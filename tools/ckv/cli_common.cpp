@@ -69,6 +69,11 @@ void AddEngineOptions(CLI::App& app, ReprefillEngine::Config& config) {
   app.add_option("--io-backend", config.io_backend, "auto | uring | threads")
       ->capture_default_str();
   app.add_option("--queue-depth", config.io_queue_depth, "I/O queue depth")->capture_default_str();
+  app.add_option("--io-bandwidth-cap", config.io_bandwidth_cap_mbps,
+                 "Emulate a device of this many MB/s (10^6 bytes): reads complete no sooner than "
+                 "it would finish them (a simulation of the I/O-bound regime; 0 = the real disk)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 }
 
 std::string FingerprintHex(uint64_t fp) {

@@ -395,6 +395,7 @@ int Run(BenchArgs& a) {
                                 {"mode", mode},
                                 {"cache_policy", policy},
                                 {"cache_bytes", pt->engine.cache_bytes},
+                                {"io_bandwidth_cap_mbps", pt->engine.io_bandwidth_cap_mbps},
                                 {"model", a.model},
                                 {"prefix_tokens", w.MeanPrefixTokens()},
                                 {"prefixes", w.prefixes.size()},
@@ -442,7 +443,8 @@ int Run(BenchArgs& a) {
                                                    "read_amplification",
                                                    "cache_hit_ratio",
                                                    "buffer_overflows",
-                                                   "buffers_registered"};
+                                                   "buffers_registered",
+                                                   "io_bandwidth_cap_mbps"};
   std::vector<std::string> request_fields;
   if (!rows.empty())
     for (const auto& [key, value] : rows[0].items()) request_fields.push_back(key);

@@ -37,6 +37,8 @@ nlohmann::json StatsJson(const ReprefillStats& s) {
           {"cache_misses", s.cache_misses},
           {"buffer_overflows", s.buffer_overflows},
           {"buffers_registered", s.buffers_registered},
+          {"io_bandwidth_cap_mbps", s.io_bandwidth_cap_mbps},
+          {"io_paced_ms", s.io_paced_ms},
           {"io_note", s.io_note},
           {"speculative_errors", s.speculative_errors},
           {"attended_ssd_bytes", s.attended_ssd_bytes},

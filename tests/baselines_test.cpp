@@ -729,6 +729,23 @@ TEST(SystemNames, AliasesSetOptionsAndUnknownNamesAreRefused) {
   EXPECT_EQ(DefaultCachePolicyFor("contiguouskv"), "attention");
   EXPECT_EQ(DefaultCachePolicyFor("as-lru"), "lru");
   EXPECT_EQ(DefaultCachePolicyFor("impress-vote"), "impress");
+  // Every name the table holds is accepted, and the refusal lists them all.
+  for (const std::string& s : ReprefillSystemNames()) {
+    ReprefillOptions p;
+    EXPECT_TRUE(ApplySystemName(s, p).ok()) << s;
+    EXPECT_NE(bad.message().find(s), std::string::npos) << bad.message();
+  }
+  EXPECT_EQ(ReprefillSystemNames().size(), ReprefillSystems().size() + 2);
+  // A base name keeps the caller's options; an alias sets its own.
+  ReprefillOptions keep;
+  keep.scoring = ScoringSource::kSummaries;
+  ASSERT_TRUE(ApplySystemName("contiguouskv", keep).ok());
+  EXPECT_EQ(keep.scoring, ScoringSource::kSummaries);
+  EXPECT_FALSE(SystemReadsStoredPrefix("recompute"));
+  EXPECT_FALSE(SystemReadsStoredPrefix("lmcache"));
+  EXPECT_TRUE(SystemReadsStoredPrefix("impress-vote"));
+  // The engine runs policies, not aliases: an alias given as ReprefillOptions::system directly
+  // is refused (ApplySystemName resolves it).
 }
 
 }  // namespace

@@ -34,7 +34,12 @@ class Model {
   // nullptr when loaded without a tokenizer.
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
   const std::string& dir() const { return dir_; }
-  // Identifies the weights; used to key stored KV.
+  // Identifies the weights (a hash of the config and every weight's bytes): the key of the KV
+  // this model stores.
+  uint64_t fingerprint() const;
+  // The dtype the weights are stored in ("bf16", "f16", "f32").
+  const char* weight_dtype_name() const;
+  // The layer-level engine (internal type; for the library's own pipelines).
   const Transformer& transformer() const { return *transformer_; }
 
   // Runs `tokens` at positions kv.size() .. kv.size()+n-1, appending their K/V to `kv`.

@@ -43,7 +43,13 @@ struct ReprefillOptions {
   TokenCallback on_token;
 };
 
+// The systems' policies (contiguouskv, as-lru, as-h2o-lru, impress, recompute).
 std::vector<std::string> ReprefillSystems();
+// Every name ApplySystemName accepts: the policies and their aliases (contiguouskv-summaries,
+// impress-vote), from the one table of systems (src/pipeline/system_registry.cpp).
+std::vector<std::string> ReprefillSystemNames();
+// Whether the system reads a stored prefix (false for recompute and unknown names).
+bool SystemReadsStoredPrefix(const std::string& system);
 
 struct ReprefillStats {
   // Empty when the request was a plain prefill: the recompute system, no stored prefix
@@ -184,9 +190,10 @@ StoreLayout DefaultLayoutFor(const std::string& system, const StoreLayout& conti
 // AS+LRU and AS+H2O+LRU LRU, IMPRESS its frequency x important-fraction score.
 std::string DefaultCachePolicyFor(const std::string& system);
 
-// Names benchmarks and evaluations accept: ReprefillSystems() plus "contiguouskv-summaries"
-// (ContiguousKV scoring from the stored key summaries) and "impress-vote" (IMPRESS with
-// impress_always_vote). Sets opts.system, opts.scoring and opts.impress_always_vote.
+// Names benchmarks and evaluations accept (ReprefillSystemNames()): sets opts.system to the
+// policy, and for an alias the options that define it ("contiguouskv-summaries": scoring from
+// the stored key summaries; "impress-vote": impress_always_vote). InvalidArgument listing the
+// names for anything else.
 Status ApplySystemName(const std::string& name, ReprefillOptions& opts);
 
 }  // namespace ckv

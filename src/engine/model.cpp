@@ -33,6 +33,14 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& dir, const ModelOp
   return m;
 }
 
+uint64_t Model::fingerprint() const {
+  return transformer_->fingerprint();
+}
+
+const char* Model::weight_dtype_name() const {
+  return DTypeName(transformer_->weight_dtype());
+}
+
 KVCache Model::NewCache(KVPrecision precision, int64_t capacity) const {
   if (capacity <= 0) capacity = config_.max_position_embeddings;
   return KVCache(config_, precision, capacity);

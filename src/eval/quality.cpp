@@ -79,7 +79,7 @@ Result<std::vector<QualityRow>> EvaluateQuality(const Model& model, const std::s
     }
     ReprefillOptions probe;
     CKV_RETURN_IF_ERROR(ApplySystemName(system, probe));
-    if (probe.system == "recompute") {
+    if (!SystemReadsStoredPrefix(probe.system)) {
       return Status::InvalidArgument("system recompute is full attention: nothing to evaluate");
     }
     const StoreLayout l = DefaultLayoutFor(probe.system, layout);

@@ -10,8 +10,9 @@
 #include "cache/chunk_cache.h"
 #include "common/clock.h"
 #include "engine/transformer.h"
-#include "pipeline/baseline_reader.h"
 #include "pipeline/kv_source_policy.h"
+#include "pipeline/recompute.h"
+#include "pipeline/system_registry.h"
 #include "pipeline/trace.h"
 #include "pipeline/unit_loader.h"
 
@@ -19,15 +20,6 @@ namespace ckv {
 namespace {
 
 using Clock = SteadyClock;
-
-Result<std::unique_ptr<KVSourcePolicy>> MakePolicy(const std::string& system) {
-  if (system == "contiguouskv") return MakeContiguousKVPolicy();
-  if (system == "as-lru") return MakeAsLruPolicy();
-  if (system == "as-h2o-lru") return MakeAsH2OLruPolicy();
-  if (system == "impress") return MakeImpressPolicy();
-  return Status::InvalidArgument("--system \"" + system +
-                                 "\" is not one of the Re-Prefill systems");
-}
 
 Result<CacheEviction> ParseEviction(const std::string& name) {
   if (name == "attention") return CacheEviction::kAttentionGuided;
@@ -48,10 +40,6 @@ struct DecodeContext {
 };
 
 }  // namespace
-
-std::vector<std::string> ReprefillSystems() {
-  return {"contiguouskv", "as-lru", "as-h2o-lru", "impress", "recompute"};
-}
 
 struct ReprefillEngine::State {
   const Model* model = nullptr;
@@ -93,55 +81,6 @@ Result<std::unique_ptr<ReprefillEngine>> ReprefillEngine::Create(const Model& mo
   return std::unique_ptr<ReprefillEngine>(new ReprefillEngine(std::move(s)));
 }
 
-namespace {
-
-// Plain prefill of the whole context (no stored prefix, the recompute system, or a fallback).
-Result<ReprefillResult> Recompute(const Model& model, std::span<const int32_t> tokens,
-                                  const ReprefillOptions& opts, ReprefillStats stats,
-                                  Clock::time_point t0) {
-  KVCache kv = model.NewCache(
-      KVPrecision::kBF16, std::min<int64_t>(static_cast<int64_t>(tokens.size()) + opts.max_tokens,
-                                            model.config().max_position_embeddings));
-  ReprefillResult res;
-  const auto c0 = Clock::now();
-  if (opts.suffix_logits) {
-    // Logits at every position; the "suffix" of a recompute is the whole context.
-    CKV_RETURN_IF_ERROR(model.Forward(tokens, kv, &res.suffix_logits, /*all_logits=*/true));
-    const size_t vocab = model.config().vocab_size;
-    res.first_logits.assign(res.suffix_logits.end() - vocab, res.suffix_logits.end());
-  } else {
-    CKV_RETURN_IF_ERROR(model.Forward(tokens, kv, &res.first_logits));
-  }
-  stats.compute_ms = MsSince(c0);
-  stats.prefix_tokens = 0;
-  stats.suffix_tokens = static_cast<int64_t>(tokens.size());
-  Sampler sampler(opts.sampling);
-  std::vector<float> logits = res.first_logits;
-  for (int step = 0; step < opts.max_tokens; ++step) {
-    const int32_t next = sampler.Sample(logits);
-    if (step == 0) stats.ttft_ms = MsSince(t0);
-    const auto& eos = model.config().eos_token_ids;
-    if (std::find(eos.begin(), eos.end(), next) != eos.end()) {
-      stats.stopped_at_eos = true;
-      break;
-    }
-    res.generated_ids.push_back(next);
-    if (opts.on_token && !opts.on_token(next)) {
-      stats.stopped_by_callback = true;
-      break;
-    }
-    if (step + 1 == opts.max_tokens || kv.size() >= kv.capacity()) break;
-    const auto d0 = Clock::now();
-    const int32_t one[1] = {next};
-    CKV_RETURN_IF_ERROR(model.Forward(one, kv, &logits));
-    stats.decode_ms += MsSince(d0);
-  }
-  res.stats = std::move(stats);
-  return res;
-}
-
-}  // namespace
-
 Result<ReprefillResult> ReprefillEngine::Run(std::span<const int32_t> tokens,
                                              const ReprefillOptions& opts) {
   const auto t0 = Clock::now();
@@ -167,8 +106,14 @@ Result<ReprefillResult> ReprefillEngine::Run(std::span<const int32_t> tokens,
   }
   ReprefillStats stats;
   stats.system = opts.system;
-  if (opts.system == "recompute") return Recompute(model, tokens, opts, stats, t0);
-  CKV_ASSIGN_OR_RETURN(auto policy, MakePolicy(opts.system));
+  const SystemSpec* system = FindSystem(opts.system);
+  if (system == nullptr || system->policy != system->name) {
+    return Status::InvalidArgument("--system \"" + opts.system +
+                                   "\" is not one of the Re-Prefill systems (see "
+                                   "ApplySystemName for aliases)");
+  }
+  if (system->make == nullptr) return Recompute(model, tokens, opts, stats, t0);
+  std::unique_ptr<KVSourcePolicy> policy = system->make();
 
   auto match = s_->store->FindLongestPrefix(tf.fingerprint(), s_->config.layout, tokens);
   if (!match) {
@@ -389,83 +334,6 @@ Result<ReprefillResult> ReprefillEngine::Run(std::span<const int32_t> tokens,
     }
   }
   return res;
-}
-
-Result<std::vector<PrefixInfo>> StorePrefix(const Model& model, PrefixStore& store,
-                                            std::span<const StoreLayout> layouts,
-                                            std::span<const int32_t> tokens,
-                                            const std::function<void(double)>& progress) {
-  if (tokens.empty()) return Status::InvalidArgument("nothing to store: empty token list");
-  if (layouts.empty()) return Status::InvalidArgument("no layout to store");
-  const ModelConfig& cfg = model.config();
-  KVCache kv = model.NewCache(KVPrecision::kBF16, static_cast<int64_t>(tokens.size()));
-  // Prefill in pieces so long documents report progress (and bound the activation memory).
-  constexpr int64_t kPiece = 2048;
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  const double prefill_share = 0.8;
-  for (int64_t b = 0; b < n; b += kPiece) {
-    const int64_t e = std::min(n, b + kPiece);
-    CKV_RETURN_IF_ERROR(model.Forward(tokens.subspan(b, e - b), kv, nullptr));
-    if (progress) progress(prefill_share * static_cast<double>(e) / n);
-  }
-  std::vector<KVLayerData> layers(cfg.num_layers);
-  for (int l = 0; l < cfg.num_layers; ++l) {
-    layers[l] = {static_cast<const uint16_t*>(kv.k(l)), static_cast<const uint16_t*>(kv.v(l))};
-  }
-  std::vector<PrefixInfo> out;
-  const double per_layout = (1.0 - prefill_share) / static_cast<double>(layouts.size());
-  for (size_t i = 0; i < layouts.size(); ++i) {
-    CKV_ASSIGN_OR_RETURN(
-        PrefixInfo info,
-        store.Put(model.transformer().fingerprint(), cfg, layouts[i], tokens, layers,
-                  [&](double f) {
-                    if (progress)
-                      progress(prefill_share + per_layout * (static_cast<double>(i) + f));
-                  }));
-    out.push_back(std::move(info));
-  }
-  return out;
-}
-
-Result<PrefixInfo> StorePrefix(const Model& model, PrefixStore& store, const StoreLayout& layout,
-                               std::span<const int32_t> tokens,
-                               const std::function<void(double)>& progress) {
-  CKV_ASSIGN_OR_RETURN(auto infos,
-                       StorePrefix(model, store, std::span(&layout, 1), tokens, progress));
-  return infos.front();
-}
-
-StoreLayout DefaultLayoutFor(const std::string& system, const StoreLayout& contiguous) {
-  if (system == "as-lru" || system == "as-h2o-lru") return StoreLayout::LayerMajor(64);
-  if (system == "impress" || system == "impress-vote") return StoreLayout::Impress(64, 3);
-  return contiguous;
-}
-
-std::string DefaultCachePolicyFor(const std::string& system) {
-  if (system == "as-lru" || system == "as-h2o-lru") return "lru";
-  if (system == "impress" || system == "impress-vote") return "impress";
-  return "attention";
-}
-
-Status ApplySystemName(const std::string& name, ReprefillOptions& opts) {
-  if (name == "contiguouskv-summaries") {
-    opts.system = "contiguouskv";
-    opts.scoring = ScoringSource::kSummaries;
-    return Status::OK();
-  }
-  if (name == "impress-vote") {
-    opts.system = "impress";
-    opts.impress_always_vote = true;
-    return Status::OK();
-  }
-  const auto systems = ReprefillSystems();
-  if (std::find(systems.begin(), systems.end(), name) == systems.end()) {
-    return Status::InvalidArgument("system \"" + name +
-                                   "\" is not one of contiguouskv, contiguouskv-summaries, "
-                                   "as-lru, as-h2o-lru, impress, impress-vote, recompute");
-  }
-  opts.system = name;
-  return Status::OK();
 }
 
 }  // namespace ckv

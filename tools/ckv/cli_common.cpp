@@ -76,6 +76,12 @@ void AddEngineOptions(CLI::App& app, ReprefillEngine::Config& config) {
       ->check(CLI::NonNegativeNumber);
 }
 
+std::string SystemNamesHelp(const std::string& sep) {
+  std::string out;
+  for (const std::string& name : ReprefillSystemNames()) out += (out.empty() ? "" : sep) + name;
+  return out;
+}
+
 std::string FingerprintHex(uint64_t fp) {
   char buf[20];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(fp));

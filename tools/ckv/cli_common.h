@@ -44,6 +44,8 @@ Result<std::unique_ptr<PrefixStore>> OpenStore(const StoreArgs& args);
 std::string FingerprintHex(uint64_t fp);
 // --cache-bytes, --cache-policy, --prefetch-bytes, --io-backend, --queue-depth.
 void AddEngineOptions(CLI::App& app, ReprefillEngine::Config& config);
+// The system names --system accepts, from the one table (ReprefillSystemNames), joined by sep.
+std::string SystemNamesHelp(const std::string& sep);
 
 // Each subcommand registers itself on the app and sets `run` to its action.
 struct Command {
@@ -69,6 +71,7 @@ std::function<void(double)> ProgressOnStderr(bool quiet);
 void RegisterServe(CLI::App& root, std::vector<Command>& out);
 // `bench io` (cmd_bench_io.cpp), added by RegisterBench.
 void RegisterBenchIo(CLI::App& bench, std::vector<Command>& out);
+void RegisterBenchStore(CLI::App& bench, std::vector<Command>& out);
 // `bench reprefill` (cmd_bench_reprefill.cpp), added by RegisterBench.
 void RegisterBenchReprefill(CLI::App& bench, std::vector<Command>& out);
 

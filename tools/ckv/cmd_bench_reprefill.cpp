@@ -19,7 +19,6 @@
 #include "ckv/reprefill.h"
 #include "cli_common.h"
 #include "common/text_file.h"
-#include "engine/transformer.h"
 
 namespace ckv::cli {
 
@@ -74,7 +73,7 @@ Status StoreMissing(const Model& model, PrefixStore& store, const std::vector<Wo
       const auto& prefix = w.prefixes[i];
       std::vector<StoreLayout> missing;
       for (const StoreLayout& l : layouts) {
-        auto found = store.FindLongestPrefix(model.transformer().fingerprint(), l, prefix);
+        auto found = store.FindLongestPrefix(model.fingerprint(), l, prefix);
         if (!(found && found->n_tokens >= static_cast<int64_t>(prefix.size())))
           missing.push_back(l);
       }
@@ -267,7 +266,7 @@ Result<std::vector<ReprefillStats>> Measure(const BenchArgs& a, const Model& mod
       auto res = engine->Run(w.requests[r].tokens, pt.opts);
       if (!res.ok()) return res.status().WithContext(system);
       // A request that did not use its stored prefix measured a plain prefill.
-      if (system != "recompute" && res->stats.prefix_id.empty()) {
+      if (SystemReadsStoredPrefix(system) && res->stats.prefix_id.empty()) {
         return Status::Internal(system + " did not use the stored prefix (" + res->stats.note +
                                 "); is --store-max-bytes too small?");
       }
@@ -348,7 +347,7 @@ int Run(BenchArgs& a) {
   if (!layout.ok()) return Fail(layout.status());
   std::vector<StoreLayout> layouts;
   for (const std::string& system : a.systems) {
-    if (system == "recompute") continue;
+    if (!SystemReadsStoredPrefix(system)) continue;
     const StoreLayout l = DefaultLayoutFor(system, *layout);
     if (std::find(layouts.begin(), layouts.end(), l) == layouts.end()) layouts.push_back(l);
   }
@@ -357,7 +356,7 @@ int Run(BenchArgs& a) {
   // Unrecorded requests first: the first one pays for faulting in mmapped weights (seconds at
   // 7B) and oneDNN's JIT of each shape, which would land on whichever system runs first.
   const auto first = std::find_if(a.systems.begin(), a.systems.end(),
-                                  [](const std::string& s) { return s != "recompute"; });
+                                  [](const std::string& s) { return SystemReadsStoredPrefix(s); });
   for (int i = 0; first != a.systems.end() && i < a.warmup; ++i) {
     auto pt = PointFor(a, *layout, *first, budgets_of[*first].front(), "none");
     if (!pt.ok()) return Fail(pt.status());
@@ -378,7 +377,7 @@ int Run(BenchArgs& a) {
         // Cold runs and recompute have no memory cache, so no cache policy to vary.
         std::vector<std::string> policies;
         for (const std::string& p : a.cache_policies) {
-          const std::string name = mode == "cold" || system == "recompute" ? "none"
+          const std::string name = mode == "cold" || !SystemReadsStoredPrefix(system) ? "none"
                                    : p == "own" ? DefaultCachePolicyFor(system)
                                                 : p;
           if (std::find(policies.begin(), policies.end(), name) == policies.end())
@@ -410,7 +409,7 @@ int Run(BenchArgs& a) {
                                 std::move(pt).value(), rows);
             if (!runs.ok()) return Fail(runs.status());
             const nlohmann::json measured = SummaryRow(*runs);
-            if (system == "recompute") {
+            if (!SystemReadsStoredPrefix(system)) {
               budget_free = measured;
               budget_free["budget_independent"] = true;
             }
@@ -498,9 +497,7 @@ void RegisterBenchReprefill(CLI::App& bench, std::vector<Command>& out) {
   app->add_option("--shot-tokens", w.shot_tokens, "manyshot: tokens per demonstration")
       ->capture_default_str();
   app->add_option("--seed", w.seed, "Seed of the request stream")->capture_default_str();
-  app->add_option("--systems", a->systems,
-                  "contiguouskv, contiguouskv-summaries, as-lru, as-h2o-lru, impress, "
-                  "impress-vote, recompute")
+  app->add_option("--systems", a->systems, SystemNamesHelp(", "))
       ->delimiter(',')
       ->capture_default_str();
   app->add_option("--budgets", a->budgets, "Budgets r")->delimiter(',')->capture_default_str();

@@ -2,7 +2,6 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
-#include "engine/transformer.h"
 #include "model/synth.h"
 
 namespace ckv::cli {
@@ -71,11 +70,10 @@ void RegisterModel(CLI::App& root, std::vector<Command>& out) {
                    const ModelConfig& c = (*m)->config();
                    nlohmann::json j = nlohmann::json::parse(c.ToJsonText());
                    char fp[32];
-                   std::snprintf(
-                       fp, sizeof fp, "%016llx",
-                       static_cast<unsigned long long>((*m)->transformer().fingerprint()));
+                   std::snprintf(fp, sizeof fp, "%016llx",
+                                 static_cast<unsigned long long>((*m)->fingerprint()));
                    j["ckv_fingerprint"] = fp;
-                   j["ckv_weight_dtype"] = DTypeName((*m)->transformer().weight_dtype());
+                   j["ckv_weight_dtype"] = (*m)->weight_dtype_name();
                    j["ckv_has_tokenizer"] = (*m)->tokenizer() != nullptr;
                    std::cout << j.dump(2) << "\n";
                    return 0;

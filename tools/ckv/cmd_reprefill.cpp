@@ -74,10 +74,7 @@ void RegisterReprefill(CLI::App& root, std::vector<Command>& out) {
   p1->excludes(p2);
   app->add_option("--budget", a->opts.budget, "Fraction r of prefix chunks attended, in (0, 1]")
       ->capture_default_str();
-  app->add_option("--system", a->opts.system,
-                  "contiguouskv | contiguouskv-summaries | as-lru | as-h2o-lru | impress | "
-                  "impress-vote | recompute")
-      ->capture_default_str();
+  app->add_option("--system", a->opts.system, SystemNamesHelp(" | "))->capture_default_str();
   app->add_option("--scoring", a->scoring,
                   "Chunk scoring source: full (first-layer keys) | summaries")
       ->check(CLI::IsMember({"full", "summaries"}))

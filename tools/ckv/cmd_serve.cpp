@@ -26,9 +26,7 @@ void RegisterServe(CLI::App& root, std::vector<Command>& out) {
   AddStoreOptions(*app, a->store);
   app->add_option("--host", a->opt.host, "Address to bind")->capture_default_str();
   app->add_option("--port", a->opt.port, "Port (0 = any free port)")->capture_default_str();
-  app->add_option("--system", a->opt.system,
-                  "KV source: contiguouskv | contiguouskv-summaries | as-lru | as-h2o-lru | "
-                  "impress | impress-vote | recompute")
+  app->add_option("--system", a->opt.system, "KV source: " + SystemNamesHelp(" | "))
       ->capture_default_str();
   app->add_option("--budget", a->opt.budget,
                   "Default fraction of prefix chunks attended (requests override with "

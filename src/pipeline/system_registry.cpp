@@ -1,0 +1,104 @@
+#include "pipeline/system_registry.h"
+
+#include <array>
+#include <string>
+
+#include "pipeline/baseline_reader.h"
+
+namespace ckv {
+
+namespace {
+
+constexpr ScoringSource kFull = ScoringSource::kFullKeys;
+
+const std::array<SystemSpec, 7> kSystems = {{
+    {"contiguouskv", "contiguouskv", kFull, false, SystemLayout::kContiguous, "attention",
+     MakeContiguousKVPolicy, "ContiguousKV, chunks scored from their full first-layer keys"},
+    {"contiguouskv-summaries", "contiguouskv", ScoringSource::kSummaries, false,
+     SystemLayout::kContiguous, "attention", MakeContiguousKVPolicy,
+     "ContiguousKV, chunks scored from the stored min/max key summaries"},
+    {"as-lru", "as-lru", kFull, false, SystemLayout::kLayerMajor64, "lru", MakeAsLruPolicy,
+     "AttentionStore-like: the whole prefix, layer by layer, LRU cache"},
+    {"as-h2o-lru", "as-h2o-lru", kFull, false, SystemLayout::kLayerMajor64, "lru",
+     MakeAsH2OLruPolicy, "AttentionStore + H2O token selection per layer, LRU cache"},
+    {"impress", "impress", kFull, false, SystemLayout::kImpress64, "impress", MakeImpressPolicy,
+     "IMPRESS: probe-head vote or all-heads fallback per layer, its own cache score"},
+    {"impress-vote", "impress", kFull, true, SystemLayout::kImpress64, "impress", MakeImpressPolicy,
+     "IMPRESS's best case: the probe vote accepted in every layer"},
+    {"recompute", "recompute", kFull, false, SystemLayout::kNone, "", nullptr,
+     "no stored prefix: plain prefill of the whole context"},
+}};
+
+std::string Names() {
+  std::string out;
+  for (const SystemSpec& s : kSystems) out += (out.empty() ? "" : ", ") + std::string(s.name);
+  return out;
+}
+
+}  // namespace
+
+std::span<const SystemSpec> SystemTable() {
+  return kSystems;
+}
+
+const SystemSpec* FindSystem(std::string_view name) {
+  for (const SystemSpec& s : kSystems) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> ReprefillSystems() {
+  std::vector<std::string> out;
+  for (const SystemSpec& s : kSystems) {
+    if (s.name == s.policy) out.emplace_back(s.name);
+  }
+  return out;
+}
+
+std::vector<std::string> ReprefillSystemNames() {
+  std::vector<std::string> out;
+  for (const SystemSpec& s : kSystems) out.emplace_back(s.name);
+  return out;
+}
+
+StoreLayout DefaultLayoutFor(const std::string& system, const StoreLayout& contiguous) {
+  const SystemSpec* s = FindSystem(system);
+  switch (s != nullptr ? s->layout : SystemLayout::kContiguous) {
+    case SystemLayout::kLayerMajor64:
+      return StoreLayout::LayerMajor(64);
+    case SystemLayout::kImpress64:
+      return StoreLayout::Impress(64, 3);
+    case SystemLayout::kContiguous:
+    case SystemLayout::kNone:
+      break;
+  }
+  return contiguous;
+}
+
+std::string DefaultCachePolicyFor(const std::string& system) {
+  const SystemSpec* s = FindSystem(system);
+  return s != nullptr && !s->cache_policy.empty() ? std::string(s->cache_policy) : "attention";
+}
+
+bool SystemReadsStoredPrefix(const std::string& system) {
+  const SystemSpec* s = FindSystem(system);
+  return s != nullptr && s->make != nullptr;
+}
+
+Status ApplySystemName(const std::string& name, ReprefillOptions& opts) {
+  const SystemSpec* s = FindSystem(name);
+  if (s == nullptr) {
+    return Status::InvalidArgument("system \"" + name + "\" is not one of " + Names());
+  }
+  opts.system = std::string(s->policy);
+  // An alias sets the options that make it what it is; a base name keeps the caller's (e.g.
+  // ckv reprefill --system contiguouskv --scoring summaries).
+  if (s->name != s->policy) {
+    opts.scoring = s->scoring;
+    opts.impress_always_vote = s->impress_always_vote;
+  }
+  return Status::OK();
+}
+
+}  // namespace ckv

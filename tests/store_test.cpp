@@ -869,6 +869,77 @@ TEST(PrefixStore, FullDiskFailsThePutCleanlyAtEveryWritePoint) {
   EXPECT_GE(failures, 5);  // kv data, kv fsync, sum data, sum fsync, manifest data, fsync
 }
 
+// A prefix that could fit only if its own parent (being extended) went too fails before
+// anything is evicted: the other prefixes stay.
+TEST(PrefixStore, APutThatCannotFitEvictsNothing) {
+  const ModelConfig cfg = Tiny(4, 4, 2, 16);
+  const StoreLayout L = StoreLayout::PeriodMajor(16, 2);
+  std::mt19937 rng(21);
+  const auto other = RandomTokens(rng, 64);
+  const auto t = RandomTokens(rng, 64 * 6);
+  int64_t one = 0;
+  {
+    auto probe = OpenStore(test::MakeTempDir("store-nofit-probe"), {.sync = false});
+    one = MustPut(*probe, kFp, cfg, L, other).bytes;
+  }
+  const std::string dir = test::MakeTempDir("store-nofit");
+  auto store = OpenStore(dir, {.max_bytes = one * 4, .sync = false});
+  const auto a = MustPut(*store, kFp, cfg, L, other);                 // 1 unit of size, LRU victim
+  const auto parent = MustPut(*store, kFp, cfg, L, Head(t, 64 * 2));  // 2 units
+  // Extending the parent needs 4 more units: 2 + 4 > 4 even with `a` gone.
+  const KV kv = MakeKV(cfg, t);
+  auto r = store->Put(kFp, cfg, L, t, kv.layers);
+  ASSERT_EQ(r.status().code(), StatusCode::kNoSpace) << r.status().ToString();
+  EXPECT_CONTAINS(r.status().message(), "nothing evicted");
+  EXPECT_EQ(Ids(store->List()), Ids({a, parent}));
+  EXPECT_TRUE(store->Verify(a.id).ok());
+}
+
+// Removal and quarantine when the manifest cannot be removed or moved: the prefix's segments
+// stay where its manifest says they are, whatever happened.
+TEST(PrefixStore, AManifestThatCannotBeRemovedKeepsItsSegments) {
+  const std::string dir = test::MakeTempDir("store-unlink");
+  const ModelConfig cfg = Tiny(3, 4, 2, 16);
+  const StoreLayout L = StoreLayout::PeriodMajor(16, 2);
+  std::mt19937 rng(22);
+  bool fail_manifests = false;
+  StoreOptions opt{.sync = false};
+  opt.fault_injection = [&](const std::string& path) {
+    return fail_manifests && path.find("/manifests/") != std::string::npos ? EIO : 0;
+  };
+  std::string id;
+  {
+    auto store = OpenStore(dir, opt);
+    id = MustPut(*store, kFp, cfg, L, RandomTokens(rng, 100)).id;
+    fail_manifests = true;
+    const Status st = store->Remove(id);
+    EXPECT_EQ(st.code(), StatusCode::kIOError) << st.ToString();
+    EXPECT_CONTAINS(st.message(), id + ".manifest");
+    EXPECT_EQ(store->size(), 1u);
+    EXPECT_TRUE(store->Verify(id).ok());
+
+    // Quarantine (a damaged segment found by Verify) with the manifest stuck: the prefix
+    // leaves the index, its segments are not moved away from under the manifest.
+    const auto segs = FilesUnder(dir + "/segments", ".kv");
+    ASSERT_EQ(segs.size(), 1u);
+    {
+      std::fstream f(segs[0], std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(100);
+      f.put('\x5a');
+    }
+    EXPECT_EQ(store->Verify(id).code(), StatusCode::kCorruption);
+    EXPECT_EQ(store->size(), 0u);
+    EXPECT_EQ(FilesUnder(dir + "/segments", ".kv"), segs);
+    EXPECT_EQ(FilesUnder(dir + "/manifests", ".manifest").size(), 1u);
+    fail_manifests = false;
+  }
+  // Reopened, every manifest still finds its segments; the damage is found again on reading.
+  auto store = OpenStore(dir, {.sync = false});
+  ASSERT_NE(store, nullptr);
+  for (const auto& info : store->List())
+    EXPECT_EQ(store->Verify(info.id).code(), StatusCode::kCorruption);
+}
+
 TEST(PrefixStore, FileSizeLimitIsReportedAsNoSpace) {
   const std::string dir = test::MakeTempDir("store-fsize");
   const ModelConfig cfg = Tiny(4, 4, 2, 16);
@@ -1018,7 +1089,9 @@ TEST(PrefixStore, ReadersNeverSeeTornDataWhileAWriterPublishes) {
 
 // ---------------------------------------------------------------- scale and cost
 
-TEST(PrefixStore, OpensTenThousandPrefixesWellUnderASecond) {
+// Ten thousand prefixes open (from the index, and rebuilding it from every manifest) and are
+// found; how long that takes is `ckv bench store`'s to measure, not a unit test's.
+TEST(PrefixStore, OpensTenThousandPrefixes) {
   const std::string dir = test::MakeTempDir("store-10k");
   const ModelConfig cfg = Tiny(1, 1, 1, 8);
   const StoreLayout L = StoreLayout::PeriodMajor(16, 8);
@@ -1057,56 +1130,8 @@ TEST(PrefixStore, OpensTenThousandPrefixesWellUnderASecond) {
   EXPECT_EQ(store->size(), 10000u);
   std::printf(
       "[ 10k prefixes ] create %.2f s, open with index %.1f ms, open rebuilding the index "
-      "from 10k manifests %.1f ms\n",
+      "from 10k manifests %.1f ms (ckv bench store)\n",
       create_s, open_s * 1e3, rebuild_s * 1e3);
-  EXPECT_LT(open_s, 1.0);
-}
-
-TEST(PrefixStore, ChecksumCostVersusReads) {
-  const std::string dir = test::MakeTempDir("store-xxh3");
-  const size_t n = size_t{128} << 20;
-  void* p = nullptr;
-  ASSERT_EQ(posix_memalign(&p, 4096, n), 0);
-  std::unique_ptr<void, decltype(&std::free)> guard(p, &std::free);
-  auto* buf = static_cast<unsigned char*>(p);
-  std::mt19937_64 rng(1);
-  for (size_t i = 0; i < n; i += 8) {
-    const uint64_t x = rng();
-    std::memcpy(buf + i, &x, 8);
-  }
-  auto t0 = std::chrono::steady_clock::now();
-  uint64_t sink = 0;
-  for (int rep = 0; rep < 4; ++rep) {
-    for (size_t off = 0; off < n; off += 8192) sink ^= store_internal::Checksum(buf + off, 8192);
-  }
-  const double xxh_gbs = 4.0 * double(n) / Seconds(t0) / 1e9;
-  const std::string path = dir + "/data";
-  {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(::write(fd, buf, n), ssize_t(n));
-    ASSERT_EQ(::fsync(fd), 0);
-    ::close(fd);
-  }
-  auto read_gbs = [&](int flags, size_t unit) {
-    const int fd = ::open(path.c_str(), O_RDONLY | flags);
-    if (fd < 0) return 0.0;
-    auto t = std::chrono::steady_clock::now();
-    for (size_t off = 0; off < n; off += unit) {
-      if (::pread(fd, buf, unit, off_t(off)) != ssize_t(unit)) return 0.0;
-    }
-    const double s = Seconds(t);
-    ::close(fd);
-    return double(n) / s / 1e9;
-  };
-  const double cached = read_gbs(0, 1 << 20);
-  const double direct_256k = read_gbs(O_DIRECT, 256 << 10);
-  const double direct_16k = read_gbs(O_DIRECT, 16 << 10);
-  std::printf(
-      "[ checksum ] XXH3-64 over 8 KiB extents: %.1f GB/s; reads: page cache %.1f GB/s, "
-      "O_DIRECT 256 KiB %.2f GB/s, O_DIRECT 16 KiB %.2f GB/s (sink %llx)\n",
-      xxh_gbs, cached, direct_256k, direct_16k, static_cast<unsigned long long>(sink & 1));
-  EXPECT_GT(xxh_gbs, 1.0);
 }
 
 }  // namespace

@@ -72,8 +72,9 @@ struct StoreOptions {
   int64_t max_bytes = 0;
   // fsync files and directories on publication (off only for tests and throwaway stores).
   bool sync = true;
-  // Fault injection for tests: called before every write/fsync of a store file with its path;
-  // a non-zero return is used as the errno of that call (e.g. ENOSPC).
+  // Fault injection for tests: called before every write, fsync, rename or unlink of a store
+  // file with its path (a rename's source); a non-zero return is used as the errno of that call
+  // (e.g. ENOSPC, EIO).
   std::function<int(const std::string& path)> fault_injection;
 };
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 #include "store/handle_state.h"
 #include "store/writer.h"
@@ -65,11 +66,31 @@ void StoreCore::DeleteSegmentFiles(const std::vector<std::string>& names) {
   }
 }
 
-void StoreCore::RemoveLocked(const std::string& id) {
-  ::unlink(ManifestPath(id).c_str());  // the commit point of the removal
+int StoreCore::UnlinkFile(const std::string& path) const {
+  if (options_.fault_injection) {
+    if (const int err = options_.fault_injection(path); err != 0) return err;
+  }
+  return ::unlink(path.c_str()) == 0 ? 0 : errno;
+}
+
+int StoreCore::RenameFile(const std::string& from, const std::string& to) const {
+  if (options_.fault_injection) {
+    if (const int err = options_.fault_injection(from); err != 0) return err;
+  }
+  return ::rename(from.c_str(), to.c_str()) == 0 ? 0 : errno;
+}
+
+Status StoreCore::RemoveLocked(const std::string& id) {
+  // The manifest's removal is the commit point: until it is gone, the segments it names stay.
+  const std::string manifest = ManifestPath(id);
+  if (const int err = UnlinkFile(manifest); err != 0 && err != ENOENT) {
+    return Status::IOError("store " + dir_ + ": cannot remove " + manifest + ": " +
+                           std::strerror(err) + " (prefix " + id + " kept)");
+  }
   if (options_.sync) (void)SyncDir(manifests_dir_);
   DeleteSegmentFiles(index_.Erase(id));
   index_dirty_ = true;
+  return Status::OK();
 }
 
 void StoreCore::Quarantine(const std::string& id, const std::string& bad_segment,
@@ -88,7 +109,12 @@ void StoreCore::QuarantineLocked(const std::string& id, const std::string& bad_s
   }
   for (const std::string& victim : ids) {
     const std::string dest = quarantine_dir_ + "/" + victim + ".manifest";
-    ::rename(ManifestPath(victim).c_str(), dest.c_str());
+    // A manifest that can be neither moved aside nor deleted keeps its segments where they
+    // are (the prefix leaves the index now; the next Open verifies it again), so no manifest
+    // ever names a segment that was moved away.
+    const int moved = RenameFile(ManifestPath(victim), dest);
+    const bool manifest_gone =
+        moved == 0 || moved == ENOENT || UnlinkFile(ManifestPath(victim)) == 0;
     if (FILE* f = std::fopen((quarantine_dir_ + "/" + victim + ".reason").c_str(), "w")) {
       std::fprintf(
           f, "%s\n",
@@ -98,8 +124,9 @@ void StoreCore::QuarantineLocked(const std::string& id, const std::string& bad_s
     }
     // Segments no remaining prefix uses go to quarantine too (evidence), not deleted.
     for (const std::string& seg : index_.Erase(victim)) {
+      if (!manifest_gone) continue;
       for (const char* ext : {".kv", ".sum"}) {
-        ::rename(SegmentPath(seg, ext).c_str(), (quarantine_dir_ + "/" + seg + ext).c_str());
+        (void)RenameFile(SegmentPath(seg, ext), quarantine_dir_ + "/" + seg + ext);
       }
     }
   }
@@ -122,17 +149,27 @@ Status StoreCore::MakeRoomLocked(int64_t bytes, const std::string& keep_id) {
     return Status::NoSpace("store " + dir_ + ": a prefix of " + std::to_string(bytes) +
                            " bytes exceeds max_bytes " + std::to_string(options_.max_bytes));
   }
-  while (index_.total_bytes() + reserved_bytes_ + bytes > options_.max_bytes) {
-    const IndexEntry* lru = index_.LeastRecentlyUsed(keep_id);
+  const auto fits = [&](const PrefixIndex& ix) {
+    return ix.total_bytes() + reserved_bytes_ + bytes <= options_.max_bytes;
+  };
+  if (fits(index_)) return Status::OK();
+  // Plan on a copy first: a prefix that cannot fit even with every evictable prefix gone (some
+  // are being written, or are the parent being extended) fails before anything is evicted.
+  PrefixIndex plan = index_;
+  std::vector<std::string> victims;
+  while (!fits(plan)) {
+    const IndexEntry* lru = plan.LeastRecentlyUsed(keep_id);
     if (lru == nullptr) {
       return Status::NoSpace("store " + dir_ + ": a prefix of " + std::to_string(bytes) +
                              " bytes does not fit in max_bytes " +
                              std::to_string(options_.max_bytes) + " (" +
                              std::to_string(index_.total_bytes() + reserved_bytes_) +
-                             " bytes in use or being written)");
+                             " bytes in use or being written; nothing evicted)");
     }
-    RemoveLocked(lru->info.id);
+    victims.push_back(lru->info.id);
+    (void)plan.Erase(victims.back());
   }
+  for (const std::string& id : victims) CKV_RETURN_IF_ERROR(RemoveLocked(id));
   return Status::OK();
 }
 
@@ -341,8 +378,7 @@ Status StoreCore::Touch(const std::string& id) {
 Status StoreCore::Remove(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   if (index_.Find(id) == nullptr) return Status::NotFound("store " + dir_ + ": no prefix " + id);
-  RemoveLocked(id);
-  return Status::OK();
+  return RemoveLocked(id);
 }
 
 Result<std::shared_ptr<const PrefixHandle>> StoreCore::OpenPrefix(const std::string& id) {

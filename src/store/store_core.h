@@ -51,7 +51,12 @@ class StoreCore : public std::enable_shared_from_this<StoreCore> {
   // Reads and verifies a manifest; quarantines it when it fails to verify.
   Result<Manifest> LoadManifest(const std::string& id);
   // Lock held: drops the entry, deletes its manifest and the segments no one else uses.
-  void RemoveLocked(const std::string& id);
+  // Removes the manifest (the commit point), then the segments no prefix uses any more; when the
+  // manifest cannot be removed nothing changes and the error says so.
+  Status RemoveLocked(const std::string& id);
+  // unlink / rename through the fault-injection hook; 0 or the errno.
+  int UnlinkFile(const std::string& path) const;
+  int RenameFile(const std::string& from, const std::string& to) const;
   void QuarantineLocked(const std::string& id, const std::string& bad_segment,
                         const std::string& reason);
   void DeleteSegmentFiles(const std::vector<std::string>& names);

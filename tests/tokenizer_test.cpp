@@ -271,16 +271,12 @@ TEST_F(QwenTokenizerTest, GzipMatchesPlainJson) {
   EXPECT_EQ((*direct)->eos_id(), std::nullopt);  // No config: the post-processor adds none.
 }
 
-TEST_F(QwenTokenizerTest, LongTextRoundTripsAndIsFast) {
+TEST_F(QwenTokenizerTest, LongTextRoundTrips) {
   ASSERT_NE(plain_, nullptr);
   const std::string text = test::ReadFileOrDie(test::TextDataDir() + "/pride_and_prejudice.txt");
-  const auto start = std::chrono::steady_clock::now();
   auto ids = plain_->Encode(text, false);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_TRUE(ids.ok());
   EXPECT_GT(ids->size(), 100000u);
-  EXPECT_LT(seconds, 10.0);  // Generous for sanitizer builds; ~0.1 s in Release.
   EXPECT_EQ(*plain_->Decode(*ids, false), text);  // The text is ASCII, hence NFC.
   // A long run of spaces and a long word stay linear (no regex or merge blow-up).
   const std::string spaces(200000, ' ');

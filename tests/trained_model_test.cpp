@@ -22,8 +22,8 @@ class TrainedModel : public ::testing::Test {
     auto m = Model::Load(test::SourceDir() + "/models/ckv-long-8m");
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     model_ = std::move(m).value().release();
-    golden_ = new json(json::parse(
-        test::ReadFileOrDie(test::TestDataDir() + "/ckv-long-8m/golden.json")));
+    golden_ = new json(
+        json::parse(test::ReadFileOrDie(test::TestDataDir() + "/ckv-long-8m/golden.json")));
   }
   static void TearDownTestSuite() {
     delete model_;
@@ -65,8 +65,8 @@ TEST_F(TrainedModel, PerPositionNllOfAHeldOutWindowMatches) {
   o.context = w["tokens"].get<int64_t>();
   o.max_windows = 1;
   auto r = EvaluatePerplexity(
-      *model_, test::ReadFileOrDie(test::TextDataDir() + "/heldout/" + w["text"].get<std::string>()),
-      o);
+      *model_,
+      test::ReadFileOrDie(test::TextDataDir() + "/heldout/" + w["text"].get<std::string>()), o);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   ASSERT_EQ(r->tokens_scored, static_cast<int64_t>(ref.size()));
   for (const PositionBucket& b : r->buckets) {

@@ -115,6 +115,7 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
   bench->require_subcommand(1);
   RegisterBenchIo(*bench, out);
   RegisterBenchReprefill(*bench, out);
+  RegisterBenchStore(*bench, out);
 
   struct GemmArgs {
     int m = 512, k = 896, n = 4864, repeat = 20;

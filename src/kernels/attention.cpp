@@ -314,8 +314,11 @@ void Attention(const float* q, int n_queries, const int32_t* q_pos, std::span<co
 
 namespace ckv {
 
-void AttentionMass(const float* q, int n_queries, const int32_t* q_pos,
-                   std::span<const KVSpan> spans, const AttentionShape& shape, float* key_mass) {
+namespace {
+
+// key_mass: [total_keys], or [num_heads][total_keys] when per_head.
+void MassImpl(const float* q, int n_queries, const int32_t* q_pos, std::span<const KVSpan> spans,
+              const AttentionShape& shape, bool per_head, float* key_mass) {
   const int hd = shape.head_dim;
   const int group = shape.num_heads / shape.num_kv_heads;
   const int q_stride = shape.num_heads * hd;
@@ -337,15 +340,16 @@ void AttentionMass(const float* q, int n_queries, const int32_t* q_pos,
   const int64_t items_per_head = (n_rows + rows_per_item - 1) / rows_per_item;
   const int64_t work = items_per_head * shape.num_kv_heads;
   const bool parallel = work > 1 && n_rows * total_keys * hd >= (int64_t{1} << 20);
+  const int64_t out_size = per_head ? total_keys * shape.num_heads : total_keys;
   std::vector<std::vector<float>> mass_per_thread(n_threads);
 #pragma omp parallel if (parallel)
   {
     const int tid = omp_get_thread_num();
-    mass_per_thread[tid].assign(total_keys, 0.f);
+    mass_per_thread[tid].assign(out_size, 0.f);
     float* mass = mass_per_thread[tid].data();
     std::vector<float> qs(static_cast<size_t>(rows_per_item) * hd), m(rows_per_item),
         l(rows_per_item);
-    std::vector<int64_t> row_pos(rows_per_item);
+    std::vector<int64_t> row_pos(rows_per_item), row_head(rows_per_item);
     std::vector<float> row(hd);
     Tile tile{std::vector<float>(static_cast<size_t>(hd) * kTile), {}, {}, 0};
     float sc[kTile], p[kTile];
@@ -361,6 +365,7 @@ void AttentionMass(const float* q, int n_queries, const int32_t* q_pos,
         const float* src = q + static_cast<size_t>(i) * q_stride + static_cast<size_t>(h) * hd;
         for (int d = 0; d < hd; ++d) qs[static_cast<size_t>(r) * hd + d] = src[d] * scale;
         row_pos[r] = q_pos[i];
+        row_head[r] = h;
         max_pos = std::max<int64_t>(max_pos, q_pos[i]);
         m[r] = kNegInf;
         l[r] = 0.f;
@@ -392,15 +397,29 @@ void AttentionMass(const float* q, int n_queries, const int32_t* q_pos,
           TileScores(qs.data() + static_cast<size_t>(r) * hd, tile, hd, limit, sc);
           ExpTile(sc, m[r], p);
           const float inv = 1.0f / l[r];
-          for (int j = 0; j < limit; ++j) mass[key_index + j] += p[j] * inv;
+          float* row_mass = per_head ? mass + row_head[r] * total_keys : mass;
+          for (int j = 0; j < limit; ++j) row_mass[key_index + j] += p[j] * inv;
         }
       }
     }
   }
   for (const auto& mt : mass_per_thread) {
     if (mt.empty()) continue;
-    for (int64_t t = 0; t < total_keys; ++t) key_mass[t] += mt[t];
+    for (int64_t t = 0; t < out_size; ++t) key_mass[t] += mt[t];
   }
+}
+
+}  // namespace
+
+void AttentionMass(const float* q, int n_queries, const int32_t* q_pos,
+                   std::span<const KVSpan> spans, const AttentionShape& shape, float* key_mass) {
+  MassImpl(q, n_queries, q_pos, spans, shape, /*per_head=*/false, key_mass);
+}
+
+void AttentionMassPerHead(const float* q, int n_queries, const int32_t* q_pos,
+                          std::span<const KVSpan> spans, const AttentionShape& shape,
+                          float* head_key_mass) {
+  MassImpl(q, n_queries, q_pos, spans, shape, /*per_head=*/true, head_key_mass);
 }
 
 }  // namespace ckv

@@ -46,4 +46,11 @@ void Attention(const float* q, int n_queries, const int32_t* q_pos, std::span<co
 void AttentionMass(const float* q, int n_queries, const int32_t* q_pos,
                    std::span<const KVSpan> spans, const AttentionShape& shape, float* key_mass);
 
+// The same per query head: head_key_mass[h * total_keys + t] += the probability query head h
+// gives key t, summed over queries ([num_heads][total_keys]). Token-level systems that select
+// per head, or score a few probe heads, get every head from one pass over the keys.
+void AttentionMassPerHead(const float* q, int n_queries, const int32_t* q_pos,
+                          std::span<const KVSpan> spans, const AttentionShape& shape,
+                          float* head_key_mass);
+
 }  // namespace ckv

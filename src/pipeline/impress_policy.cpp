@@ -178,16 +178,6 @@ class ImpressPolicy : public KVSourcePolicy {
     return Status::OK();
   }
 
-  // KV head g's rows of the suffix keys, [ns][hd] bf16.
-  std::vector<uint16_t> SuffixHead(const KVSpan& suffix_keys, int g) const {
-    const auto* src = static_cast<const uint16_t*>(suffix_keys.k);
-    std::vector<uint16_t> out(static_cast<size_t>(suffix_keys.n_tokens) * hd_);
-    for (int64_t i = 0; i < suffix_keys.n_tokens; ++i) {
-      std::memcpy(out.data() + i * hd_, src + i * kv_dim_ + g * hd_, hd_ * 2);
-    }
-    return out;
-  }
-
   // One layer's probe-key copy: its blocks and their reads (null: not issued yet).
   struct ProbeKeys {
     int layer = -1;
@@ -241,52 +231,97 @@ class ImpressPolicy : public KVSourcePolicy {
       reader_.Insert(*r);
       reader_.Feedback(r->key, 1.0, 1.0);  // every probe key is used by every request
     }
-    // Block bytes: [tokens][probe KV heads][hd] bf16.
+    // One pass of the per-head mass kernel over the probe-key copy as it was read: block bytes
+    // are [tokens][copy KV heads][hd] bf16, i.e. spans of a model with those KV heads. Each copy
+    // head is attended by the query heads of the probes that read it (per-query-head probes
+    // all read one head; KV-head probes bring their group), the same count for every head.
     const auto& pk = ctx_.prefix->probe_kv_heads();
-    const size_t np = pk.size();
-    std::vector<std::vector<float>> scores;
+    const int np = static_cast<int>(pk.size());
+    std::vector<std::vector<int>> heads_of(np);
+    std::vector<std::pair<int, size_t>> probe_rows;  // per probe: copy head, first row in it
     for (size_t p = 0; p < probes_.kv_heads.size(); ++p) {
-      const int g = probes_.kv_heads[p];
-      const auto it = std::find(pk.begin(), pk.end(), g);
+      const auto it = std::find(pk.begin(), pk.end(), probes_.kv_heads[p]);
       if (it == pk.end()) return Status::Internal("probe KV head missing from the probe copy");
-      const size_t pi = static_cast<size_t>(it - pk.begin());
-      std::vector<uint16_t> keys(static_cast<size_t>(n) * hd_);
-      for (size_t bi = 0; bi < blocks.size(); ++bi) {
-        const auto* src = reinterpret_cast<const uint16_t*>(got[bi]->At(blocks[bi].extent.offset));
-        const int64_t t0 = blocks[bi].first_chunk * c_;
-        for (int64_t i = 0; i < blocks[bi].n_chunks * c_ && t0 + i < n; ++i) {
-          std::memcpy(keys.data() + (t0 + i) * hd_, src + (i * np + pi) * hd_, hd_ * 2);
+      const int pi = static_cast<int>(it - pk.begin());
+      probe_rows.emplace_back(pi, heads_of[pi].size());
+      for (int h : probes_.q_heads[p]) heads_of[pi].push_back(h);
+    }
+    const int per_head = static_cast<int>(heads_of[0].size());
+    for (const auto& hs : heads_of) {
+      if (static_cast<int>(hs.size()) != per_head) {
+        return Status::Internal("probe heads read the probe copy's KV heads unevenly");
+      }
+    }
+    const int sub_heads = np * per_head;
+    std::vector<float> qs(static_cast<size_t>(n_q) * sub_heads * hd_);
+    for (int i = 0; i < n_q; ++i) {
+      for (int pi = 0; pi < np; ++pi) {
+        for (int r = 0; r < per_head; ++r) {
+          const float* src =
+              q + (static_cast<size_t>(i) * ctx_.config->num_heads + heads_of[pi][r]) * hd_;
+          std::copy(src, src + hd_,
+                    qs.data() + ((static_cast<size_t>(i) * np + pi) * per_head + r) * hd_);
         }
       }
-      const auto suffix = SuffixHead(suffix_keys, g);
-      scores.push_back(HeadTokenMass(q, n_q, q_pos, ctx_.config->num_heads, hd_, probes_.q_heads[p],
-                                     keys.data(), n, suffix.data(), suffix_keys.n_tokens,
-                                     suffix_keys.pos_begin));
+    }
+    const int64_t ns = suffix_keys.n_tokens;
+    std::vector<uint16_t> suffix(static_cast<size_t>(ns) * np * hd_);
+    const auto* sk = static_cast<const uint16_t*>(suffix_keys.k);
+    for (int64_t i = 0; i < ns; ++i) {
+      for (int pi = 0; pi < np; ++pi) {
+        std::memcpy(suffix.data() + (i * np + pi) * hd_, sk + i * kv_dim_ + pk[pi] * hd_, hd_ * 2);
+      }
+    }
+    std::vector<KVSpan> spans;
+    for (size_t bi = 0; bi < blocks.size(); ++bi) {
+      const int64_t t0 = blocks[bi].first_chunk * c_;
+      const int64_t tokens = std::min<int64_t>(blocks[bi].n_chunks * c_, n - t0);
+      if (tokens <= 0) continue;
+      spans.push_back({got[bi]->At(blocks[bi].extent.offset), nullptr, tokens, t0});
+    }
+    spans.push_back({suffix.data(), nullptr, ns, suffix_keys.pos_begin});
+    const int64_t total = n + ns;
+    std::vector<float> head_mass(static_cast<size_t>(sub_heads) * total, 0.f);
+    AttentionMassPerHead(qs.data(), n_q, q_pos, spans,
+                         AttentionShape{sub_heads, np, hd_, DType::kBF16}, head_mass.data());
+    std::vector<std::vector<float>> scores;
+    for (size_t p = 0; p < probes_.kv_heads.size(); ++p) {
+      std::vector<float> score(n, 0.f);
+      const auto [pi, first_row] = probe_rows[p];
+      for (size_t r = 0; r < probes_.q_heads[p].size(); ++r) {
+        const float* row =
+            head_mass.data() + (static_cast<size_t>(pi) * per_head + first_row + r) * total;
+        for (int64_t t = 0; t < n; ++t) score[t] += row[t];
+      }
+      scores.push_back(std::move(score));
     }
     return scores;
   }
 
-  // Fallback: per KV head mass (summed over its query heads) from the full K chunks.
+  // Fallback: per KV head mass (summed over its query heads) from the full K chunks, in one
+  // pass of the per-head kernel over the K units as they were read.
   Result<std::vector<std::vector<float>>> ScoreAllHeads(const float* q, int n_q,
                                                         const int32_t* q_pos,
                                                         const KVSpan& suffix_keys) {
     const int64_t n = ctx_.prefix_tokens;
     for (const Chunk& ch : chunks_) CKV_RETURN_IF_ERROR(reader_.Wait(*ch.k));
-    const int group = ctx_.config->num_heads / kv_heads_;
-    std::vector<std::vector<float>> scores;
-    std::vector<uint16_t> keys(static_cast<size_t>(n) * hd_);
-    for (int g = 0; g < kv_heads_; ++g) {
-      for (int64_t t = 0; t < n; ++t) {
-        const Chunk& ch = chunks_[t / c_];
-        const auto* row =
-            reinterpret_cast<const uint16_t*>(ch.k->At(ch.k_off)) + (t % c_) * kv_dim_ + g * hd_;
-        std::memcpy(keys.data() + t * hd_, row, hd_ * 2);
-      }
-      std::vector<int> qh(group);
-      for (int r = 0; r < group; ++r) qh[r] = g * group + r;
-      const auto suffix = SuffixHead(suffix_keys, g);
-      scores.push_back(HeadTokenMass(q, n_q, q_pos, ctx_.config->num_heads, hd_, qh, keys.data(), n,
-                                     suffix.data(), suffix_keys.n_tokens, suffix_keys.pos_begin));
+    const int heads = ctx_.config->num_heads;
+    const int group = heads / kv_heads_;
+    std::vector<KVSpan> spans;
+    for (size_t j = 0; j < chunks_.size(); ++j) {
+      const Chunk& ch = chunks_[j];
+      spans.push_back({ch.k->At(ch.k_off), nullptr, Tokens(static_cast<int64_t>(j)),
+                       static_cast<int64_t>(j) * c_});
+    }
+    spans.push_back({suffix_keys.k, nullptr, suffix_keys.n_tokens, suffix_keys.pos_begin});
+    const int64_t total = n + suffix_keys.n_tokens;
+    std::vector<float> head_mass(static_cast<size_t>(heads) * total, 0.f);
+    AttentionMassPerHead(q, n_q, q_pos, spans, AttentionShape{heads, kv_heads_, hd_, DType::kBF16},
+                         head_mass.data());
+    std::vector<std::vector<float>> scores(kv_heads_, std::vector<float>(n, 0.f));
+    for (int h = 0; h < heads; ++h) {
+      const float* row = head_mass.data() + static_cast<size_t>(h) * total;
+      for (int64_t t = 0; t < n; ++t) scores[h / group][t] += row[t];
     }
     return scores;
   }

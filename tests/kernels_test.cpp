@@ -233,6 +233,51 @@ TEST(Attention, MassOfOneHeadWithFewQueriesMatchesTheReference) {
   }
 }
 
+// Per query head: each head's row matches a double-precision reference of that head alone, and
+// the rows add up to the summed kernel's mass.
+TEST(Attention, MassPerHeadMatchesTheReferenceAndSumsToTheTotal) {
+  AttentionShape sh{4, 2, 16, DType::kBF16};
+  const int kvd = sh.num_kv_heads * sh.head_dim;
+  const int64_t n_keys = 700;
+  const int nq = 9;
+  std::vector<unsigned char> ks;
+  const auto kf = Quantize(Random(n_keys * kvd, 50, 1.5f), DType::kBF16, ks);
+  const auto q = Random(static_cast<size_t>(nq) * sh.num_heads * sh.head_dim, 51);
+  std::vector<int32_t> qpos(nq);
+  for (int i = 0; i < nq; ++i) qpos[i] = static_cast<int32_t>(n_keys - nq + i);
+  const KVSpan whole{ks.data(), nullptr, n_keys, 0};
+  std::vector<float> per_head(static_cast<size_t>(sh.num_heads) * n_keys, 0.f), total(n_keys, 0.f);
+  AttentionMassPerHead(q.data(), nq, qpos.data(), {&whole, 1}, sh, per_head.data());
+  AttentionMass(q.data(), nq, qpos.data(), {&whole, 1}, sh, total.data());
+  const int group = sh.num_heads / sh.num_kv_heads;
+  for (int h = 0; h < sh.num_heads; ++h) {
+    std::vector<double> ref(n_keys, 0.0);
+    for (int i = 0; i < nq; ++i) {
+      const float* qi = q.data() + (static_cast<size_t>(i) * sh.num_heads + h) * sh.head_dim;
+      std::vector<double> sc(qpos[i] + 1);
+      double mx = -1e300, sum = 0;
+      for (int64_t t = 0; t <= qpos[i]; ++t) {
+        double d = 0;
+        for (int x = 0; x < sh.head_dim; ++x) {
+          d += double(qi[x]) * kf[t * kvd + (h / group) * sh.head_dim + x];
+        }
+        sc[t] = d / std::sqrt(double(sh.head_dim));
+        mx = std::max(mx, sc[t]);
+      }
+      for (auto& v : sc) sum += (v = std::exp(v - mx));
+      for (int64_t t = 0; t <= qpos[i]; ++t) ref[t] += sc[t] / sum;
+    }
+    for (int64_t t = 0; t < n_keys; ++t) {
+      ASSERT_NEAR(per_head[h * n_keys + t], ref[t], 1e-5 + 1e-4 * ref[t]) << "head " << h;
+    }
+  }
+  for (int64_t t = 0; t < n_keys; ++t) {
+    float sum = 0.f;
+    for (int h = 0; h < sh.num_heads; ++h) sum += per_head[h * n_keys + t];
+    EXPECT_NEAR(sum, total[t], 1e-5f) << t;
+  }
+}
+
 TEST(Ops, SiluMulMatchesScalar) {
   const auto g = Random(1000, 3, 4.0f);
   const auto u = Random(1000, 4);

@@ -213,6 +213,56 @@ TEST_F(ReprefillTest, MemoryCacheServesRepeatedRequests) {
   EXPECT_EQ(first->first_logits, second->first_logits);
 }
 
+// A trace that cannot be written costs the trace, not the answer.
+TEST_F(ReprefillTest, AnUnwritableTraceKeepsTheAnswer) {
+  auto store = OpenStore();
+  const int64_t np = 300;
+  ASSERT_TRUE(StorePrefix(*model_, *store, StoreLayout::PeriodMajor(16, 8), Ids(np)).ok());
+  auto e = ReprefillEngine::Create(*model_, *store, {});
+  ASSERT_TRUE(e.ok());
+  ReprefillOptions o;
+  o.budget = 0.5;
+  auto plain = (*e)->Run(Ids(np + 8), o);
+  o.trace_path = "/nonexistent-dir/trace.json";
+  auto traced = (*e)->Run(Ids(np + 8), o);
+  ASSERT_TRUE(plain.ok() && traced.ok()) << traced.status().ToString();
+  EXPECT_EQ(traced->first_logits, plain->first_logits);
+  EXPECT_NE(traced->stats.note.find("/nonexistent-dir/trace.json"), std::string::npos)
+      << traced->stats.note;
+}
+
+// One hit or miss per attended read unit, as for every system (ReprefillStats): speculative
+// units the next period does not select are neither. Period-major units hold all p layers, so
+// a period's selected chunks are its units.
+TEST_F(ReprefillTest, OneHitOrMissPerAttendedUnit) {
+  auto store = OpenStore();
+  const int64_t np = 300;
+  ASSERT_TRUE(StorePrefix(*model_, *store, StoreLayout::PeriodMajor(16, 2), Ids(np)).ok());
+  ReprefillEngine::Config ec;
+  ec.layout = StoreLayout::PeriodMajor(16, 2);
+  ec.cache_bytes = 64 << 20;
+  auto e = ReprefillEngine::Create(*model_, *store, ec);
+  ASSERT_TRUE(e.ok());
+  ReprefillOptions o;
+  o.budget = 0.2;
+  o.sub_period = 1;  // speculate for the next period one layer in
+  // Random chunks per period: adjacent periods disagree, so speculation mispredicts.
+  o.random_selection = true;
+  for (int i = 0; i < 3; ++i) {
+    o.random_seed = static_cast<uint64_t>(i);
+    auto r = (*e)->Run(Ids(np + 8 + i), o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    const auto& s = r->stats;
+    if (i == 0) {
+      EXPECT_GT(s.chunks_mispredicted, 0);
+    }
+    EXPECT_EQ(s.cache_hits + s.cache_misses, s.chunks_selected) << "request " << i;
+    if (i > 0) {
+      EXPECT_GT(s.cache_hits, 0);
+    }
+  }
+}
+
 TEST_F(ReprefillTest, AttentionGuidedCacheKeepsTheScoringKeysUnderPressure) {
   auto store = OpenStore();
   const int64_t np = 300;

@@ -29,16 +29,7 @@ constexpr int64_t kPrefix = 450;  // 8 chunks of 64, the last one 2 tokens
 constexpr int kSuffix = 12;
 
 ModelConfig Config() {
-  ModelConfig c;
-  c.arch = ModelArch::kQwen2;
-  c.model_type = "qwen2";
-  c.num_layers = kLayers;
-  c.num_heads = kHeads;
-  c.num_kv_heads = kKvHeads;
-  c.head_dim = kHd;
-  c.hidden_size = kHeads * kHd;
-  c.vocab_size = 1000;
-  return c;
+  return test::TinyConfig(kLayers, kHeads, kKvHeads, kHd);
 }
 
 // Prefix KV per layer (bf16), suffix keys and queries per layer: random, with a few prefix

@@ -43,16 +43,7 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
 }
 
 ModelConfig Tiny(int layers, int heads, int kv_heads, int head_dim) {
-  ModelConfig c;
-  c.arch = ModelArch::kQwen2;
-  c.model_type = "qwen2";
-  c.num_layers = layers;
-  c.num_heads = heads;
-  c.num_kv_heads = kv_heads;
-  c.head_dim = head_dim;
-  c.hidden_size = heads * head_dim;
-  c.vocab_size = 1000;
-  return c;
+  return test::TinyConfig(layers, heads, kv_heads, head_dim);
 }
 
 uint64_t Mix(uint64_t x) {

@@ -50,6 +50,19 @@ std::unique_ptr<Model> LoadBundledModel() {
   return m.ok() ? std::move(m).value() : nullptr;
 }
 
+ModelConfig TinyConfig(int layers, int heads, int kv_heads, int head_dim) {
+  ModelConfig c;
+  c.arch = ModelArch::kQwen2;
+  c.model_type = "qwen2";
+  c.num_layers = layers;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.head_dim = head_dim;
+  c.hidden_size = heads * head_dim;
+  c.vocab_size = 1000;
+  return c;
+}
+
 std::string MakeTempDir(const std::string& tag) {
   std::string tmpl = (std::filesystem::temp_directory_path() / ("ckv-" + tag + "-XXXXXX")).string();
   std::vector<char> buf(tmpl.begin(), tmpl.end());

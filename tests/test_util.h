@@ -19,6 +19,9 @@ std::string TextDataDir();
 std::string BundledModelDir();
 // It, loaded; nullptr (and a test failure naming why) when it does not load.
 std::unique_ptr<Model> LoadBundledModel();
+// A Qwen2-architecture config of the given shape (vocabulary 1000), for tests that store or
+// score KV without a model.
+ModelConfig TinyConfig(int layers, int heads, int kv_heads, int head_dim);
 // A fresh, empty temporary directory removed at process exit.
 std::string MakeTempDir(const std::string& tag);
 // Whole file as a string; aborts the test on failure.

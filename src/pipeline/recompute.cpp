@@ -6,6 +6,21 @@ namespace ckv {
 
 using Clock = SteadyClock;
 
+bool EmitToken(int32_t token, const ModelConfig& cfg, const ReprefillOptions& opts,
+               ReprefillResult& res, ReprefillStats& stats) {
+  const auto& eos = cfg.eos_token_ids;
+  if (std::find(eos.begin(), eos.end(), token) != eos.end()) {
+    stats.stopped_at_eos = true;
+    return false;
+  }
+  res.generated_ids.push_back(token);
+  if (opts.on_token && !opts.on_token(token)) {
+    stats.stopped_by_callback = true;
+    return false;
+  }
+  return true;
+}
+
 Result<ReprefillResult> Recompute(const Model& model, std::span<const int32_t> tokens,
                                   const ReprefillOptions& opts, ReprefillStats stats,
                                   Clock::time_point t0) {
@@ -30,16 +45,7 @@ Result<ReprefillResult> Recompute(const Model& model, std::span<const int32_t> t
   for (int step = 0; step < opts.max_tokens; ++step) {
     const int32_t next = sampler.Sample(logits);
     if (step == 0) stats.ttft_ms = MsSince(t0);
-    const auto& eos = model.config().eos_token_ids;
-    if (std::find(eos.begin(), eos.end(), next) != eos.end()) {
-      stats.stopped_at_eos = true;
-      break;
-    }
-    res.generated_ids.push_back(next);
-    if (opts.on_token && !opts.on_token(next)) {
-      stats.stopped_by_callback = true;
-      break;
-    }
+    if (!EmitToken(next, model.config(), opts, res, stats)) break;
     if (step + 1 == opts.max_tokens || kv.size() >= kv.capacity()) break;
     const auto d0 = Clock::now();
     const int32_t one[1] = {next};

@@ -9,6 +9,11 @@
 
 namespace ckv {
 
+// Hands a sampled token to the request: false when generation stops here (an end-of-sequence
+// token, not emitted; or on_token declined it), with the reason in `stats`.
+bool EmitToken(int32_t token, const ModelConfig& cfg, const ReprefillOptions& opts,
+               ReprefillResult& res, ReprefillStats& stats);
+
 // `stats` carries what the caller already knows (system, note); t0 is when the request began
 // (TTFT is measured from it).
 Result<ReprefillResult> Recompute(const Model& model, std::span<const int32_t> tokens,

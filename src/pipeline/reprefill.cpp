@@ -288,16 +288,7 @@ Result<ReprefillResult> ReprefillEngine::Run(std::span<const int32_t> tokens,
   std::vector<float> logits;
   int64_t len = ns;
   for (int step = 0; step < opts.max_tokens; ++step) {
-    const auto& eos = cfg.eos_token_ids;
-    if (std::find(eos.begin(), eos.end(), next) != eos.end()) {
-      stats.stopped_at_eos = true;
-      break;
-    }
-    res.generated_ids.push_back(next);
-    if (opts.on_token && !opts.on_token(next)) {
-      stats.stopped_by_callback = true;
-      break;
-    }
+    if (!EmitToken(next, cfg, opts, res, stats)) break;
     if (step + 1 == opts.max_tokens) break;
     if (step == 0) {
       for (auto& dl : dctx.layers) {

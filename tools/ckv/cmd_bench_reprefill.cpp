@@ -94,7 +94,7 @@ nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
   std::vector<double> ttft;
   double io = 0, comp = 0, amp = 0, gamp = 0, hits = 0, lookups = 0, wasted = 0, bytes = 0,
          attended = 0, hit_bytes = 0, frac = 0, probe_layers = 0, probe_votes = 0,
-         attention_read = 0, overflows = 0, observed = 0;
+         attention_read = 0, overflows = 0, observed = 0, kv_read = 0, attended_ssd = 0;
   bool registered = !runs.empty();
   for (const auto& s : runs) {
     ttft.push_back(s.ttft_ms);
@@ -103,9 +103,9 @@ nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
     bytes += static_cast<double>(s.ssd_bytes_read);
     attended += static_cast<double>(s.attended_bytes);
     hit_bytes += static_cast<double>(s.cache_bytes_hit);
-    amp += s.read_amplification;
-    gamp += s.granularity_amplification;
     wasted += static_cast<double>(s.speculative_bytes_wasted);
+    kv_read += static_cast<double>(s.ssd_bytes_read - s.scoring_bytes_read);
+    attended_ssd += static_cast<double>(s.attended_ssd_bytes);
     hits += static_cast<double>(s.cache_hits);
     lookups += static_cast<double>(s.cache_hits + s.cache_misses);
     frac += s.attended_fraction;
@@ -120,6 +120,11 @@ nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
     if (!s.prefix_id.empty()) registered = registered && s.buffers_registered;
   }
   const double n = static_cast<double>(runs.size());
+  // Ratios of sums over the requests, not means of per-request ratios: a warm request served
+  // wholly from the cache has no ratio (it would count as 0), one that read a few units for a
+  // handful of tokens an outsized one.
+  amp = attended_ssd > 0 ? kv_read / attended_ssd : 0.0;
+  gamp = attended_ssd > 0 ? (kv_read - wasted) / attended_ssd : 0.0;
   return {{"mean_ttft_ms", std::accumulate(ttft.begin(), ttft.end(), 0.0) / n},
           {"p95_ttft_ms", Percentile(ttft, 0.95)},
           {"mean_io_wait_ms", io / n},
@@ -127,8 +132,8 @@ nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
           {"ssd_bytes_read", bytes / n},
           {"attended_bytes", attended / n},
           {"cache_bytes_hit", hit_bytes / n},
-          {"read_amplification", amp / n},
-          {"granularity_amplification", gamp / n},
+          {"read_amplification", amp},
+          {"granularity_amplification", gamp},
           {"speculative_bytes_wasted", wasted / n},
           // By bytes: read units differ in size between systems (ReprefillStats).
           {"cache_hit_ratio",

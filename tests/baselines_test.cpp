@@ -62,7 +62,8 @@ std::vector<uint16_t> RandomBf16(size_t n, std::mt19937& rng, float scale = 1.f)
   return b;
 }
 
-// Head-wise mass (the probe scores) adds up to the all-heads H2O mass.
+// Head-wise mass (IMPRESS's probe and per-head scores, AttentionMassPerHead over the prefix and
+// suffix keys) adds up to the all-heads H2O mass.
 TEST(H2OSelection, HeadMassSumsToAllHeadMass) {
   std::mt19937 rng(3);
   const int heads = 4, kv_heads = 2, hd = 16, np = 40, ns = 5;
@@ -80,17 +81,12 @@ TEST(H2OSelection, HeadMassSumsToAllHeadMass) {
   const auto all =
       TokenAttentionMass(q.data(), ns, pos.data(), std::span(&prefix, 1), suffix, shape);
   ASSERT_EQ(all.size(), size_t(np));
+  const KVSpan spans[2] = {prefix, suffix};
+  std::vector<float> per_head(size_t(heads) * (np + ns), 0.f);
+  AttentionMassPerHead(q.data(), ns, pos.data(), spans, shape, per_head.data());
   std::vector<float> sum(np, 0.f);
-  for (int g = 0; g < kv_heads; ++g) {
-    std::vector<uint16_t> hk(size_t(np) * hd), hs(size_t(ns) * hd);
-    for (int t = 0; t < np; ++t)
-      std::copy_n(pk.data() + t * kv_dim + g * hd, hd, hk.data() + t * hd);
-    for (int t = 0; t < ns; ++t)
-      std::copy_n(sk.data() + t * kv_dim + g * hd, hd, hs.data() + t * hd);
-    const std::vector<int> qh = {2 * g, 2 * g + 1};
-    const auto m =
-        HeadTokenMass(q.data(), ns, pos.data(), heads, hd, qh, hk.data(), np, hs.data(), ns, np);
-    for (int t = 0; t < np; ++t) sum[t] += m[t];
+  for (int h = 0; h < heads; ++h) {
+    for (int t = 0; t < np; ++t) sum[t] += per_head[size_t(h) * (np + ns) + t];
   }
   for (int t = 0; t < np; ++t) EXPECT_NEAR(sum[t], all[t], 1e-5f) << t;
 }

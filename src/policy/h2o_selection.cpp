@@ -24,27 +24,6 @@ std::vector<float> TokenAttentionMass(const float* q, int n_q, const int32_t* q_
   return mass;
 }
 
-std::vector<float> HeadTokenMass(const float* q, int n_q, const int32_t* q_pos, int num_heads,
-                                 int head_dim, std::span<const int> q_heads,
-                                 const uint16_t* prefix_keys, int64_t n_prefix,
-                                 const uint16_t* suffix_keys, int64_t n_suffix,
-                                 int64_t suffix_pos) {
-  // One KV head with the chosen query heads as its group: the kernel's GQA then gives each
-  // query head its own softmax over exactly this head's keys.
-  const int g = static_cast<int>(q_heads.size());
-  std::vector<float> qs(static_cast<size_t>(n_q) * g * head_dim);
-  for (int i = 0; i < n_q; ++i) {
-    for (int r = 0; r < g; ++r) {
-      const float* src = q + (static_cast<size_t>(i) * num_heads + q_heads[r]) * head_dim;
-      std::copy(src, src + head_dim, qs.data() + (static_cast<size_t>(i) * g + r) * head_dim);
-    }
-  }
-  const KVSpan prefix{prefix_keys, nullptr, n_prefix, 0};
-  const KVSpan suffix{suffix_keys, nullptr, n_suffix, suffix_pos};
-  const AttentionShape shape{g, 1, head_dim, DType::kBF16};
-  return TokenAttentionMass(qs.data(), n_q, q_pos, std::span(&prefix, 1), suffix, shape);
-}
-
 int64_t TokenBudget(double ratio, int64_t n) {
   if (n <= 0) return 0;
   const auto k = static_cast<int64_t>(std::ceil(ratio * static_cast<double>(n) - 1e-9));

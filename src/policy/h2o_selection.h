@@ -17,15 +17,6 @@ std::vector<float> TokenAttentionMass(const float* q, int n_q, const int32_t* q_
                                       std::span<const KVSpan> prefix_keys,
                                       const KVSpan& suffix_keys, const AttentionShape& shape);
 
-// Mass per prefix token seen by some query heads of one KV head only: the query heads `q_heads`
-// (indices into q's num_heads heads, all served by that KV head) attend, each with its own
-// softmax, over that KV head's keys: n_prefix bf16 rows of head_dim at positions 0.., then
-// n_suffix rows at positions suffix_pos.. (causal). Summed over query tokens and the q_heads.
-std::vector<float> HeadTokenMass(const float* q, int n_q, const int32_t* q_pos, int num_heads,
-                                 int head_dim, std::span<const int> q_heads,
-                                 const uint16_t* prefix_keys, int64_t n_prefix,
-                                 const uint16_t* suffix_keys, int64_t n_suffix, int64_t suffix_pos);
-
 // k = ceil(ratio * n), clamped to [1, n] (0 when n == 0).
 int64_t TokenBudget(double ratio, int64_t n);
 

@@ -13,20 +13,16 @@ constexpr ScoringSource kFull = ScoringSource::kFullKeys;
 
 const std::array<SystemSpec, 7> kSystems = {{
     {"contiguouskv", "contiguouskv", kFull, false, SystemLayout::kContiguous, "attention",
-     MakeContiguousKVPolicy, "ContiguousKV, chunks scored from their full first-layer keys"},
+     MakeContiguousKVPolicy},
     {"contiguouskv-summaries", "contiguouskv", ScoringSource::kSummaries, false,
-     SystemLayout::kContiguous, "attention", MakeContiguousKVPolicy,
-     "ContiguousKV, chunks scored from the stored min/max key summaries"},
-    {"as-lru", "as-lru", kFull, false, SystemLayout::kLayerMajor64, "lru", MakeAsLruPolicy,
-     "AttentionStore-like: the whole prefix, layer by layer, LRU cache"},
+     SystemLayout::kContiguous, "attention", MakeContiguousKVPolicy},
+    {"as-lru", "as-lru", kFull, false, SystemLayout::kLayerMajor64, "lru", MakeAsLruPolicy},
     {"as-h2o-lru", "as-h2o-lru", kFull, false, SystemLayout::kLayerMajor64, "lru",
-     MakeAsH2OLruPolicy, "AttentionStore + H2O token selection per layer, LRU cache"},
-    {"impress", "impress", kFull, false, SystemLayout::kImpress64, "impress", MakeImpressPolicy,
-     "IMPRESS: probe-head vote or all-heads fallback per layer, its own cache score"},
-    {"impress-vote", "impress", kFull, true, SystemLayout::kImpress64, "impress", MakeImpressPolicy,
-     "IMPRESS's best case: the probe vote accepted in every layer"},
-    {"recompute", "recompute", kFull, false, SystemLayout::kNone, "", nullptr,
-     "no stored prefix: plain prefill of the whole context"},
+     MakeAsH2OLruPolicy},
+    {"impress", "impress", kFull, false, SystemLayout::kImpress64, "impress", MakeImpressPolicy},
+    {"impress-vote", "impress", kFull, true, SystemLayout::kImpress64, "impress",
+     MakeImpressPolicy},
+    {"recompute", "recompute", kFull, false, SystemLayout::kNone, "", nullptr},
 }};
 
 std::string Names() {
@@ -36,10 +32,6 @@ std::string Names() {
 }
 
 }  // namespace
-
-std::span<const SystemSpec> SystemTable() {
-  return kSystems;
-}
 
 const SystemSpec* FindSystem(std::string_view name) {
   for (const SystemSpec& s : kSystems) {

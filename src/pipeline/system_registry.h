@@ -6,7 +6,6 @@
 #pragma once
 
 #include <memory>
-#include <span>
 #include <string_view>
 
 #include "ckv/reprefill.h"
@@ -30,10 +29,8 @@ struct SystemSpec {
   SystemLayout layout = SystemLayout::kContiguous;
   std::string_view cache_policy;              // its own eviction ("" when it caches nothing)
   std::unique_ptr<KVSourcePolicy> (*make)();  // null: plain prefill of the whole context
-  std::string_view what;                      // one line for help texts
 };
 
-std::span<const SystemSpec> SystemTable();
 // The row named `name`, or null.
 const SystemSpec* FindSystem(std::string_view name);
 

@@ -92,9 +92,9 @@ Status StoreMissing(const Model& model, PrefixStore& store, const std::vector<Wo
 
 nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
   std::vector<double> ttft;
-  double io = 0, comp = 0, amp = 0, gamp = 0, hits = 0, lookups = 0, wasted = 0, bytes = 0,
-         attended = 0, hit_bytes = 0, frac = 0, probe_layers = 0, probe_votes = 0,
-         attention_read = 0, overflows = 0, observed = 0, kv_read = 0, attended_ssd = 0;
+  double io = 0, comp = 0, hits = 0, lookups = 0, wasted = 0, bytes = 0, attended = 0,
+         hit_bytes = 0, frac = 0, probe_layers = 0, probe_votes = 0, overflows = 0, observed = 0,
+         kv_read = 0, attended_ssd = 0;
   bool registered = !runs.empty();
   for (const auto& s : runs) {
     ttft.push_back(s.ttft_ms);
@@ -111,9 +111,6 @@ nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
     frac += s.attended_fraction;
     probe_layers += s.probe_layers;
     probe_votes += s.probe_vote_layers;
-    // Attention data read from SSD and used (speculation that was not selected excluded).
-    attention_read +=
-        static_cast<double>(s.ssd_bytes_read - s.scoring_bytes_read - s.speculative_bytes_wasted);
     overflows += static_cast<double>(s.buffer_overflows);
     observed += s.observed_layers;
     // A request that was not a Re-Prefill (no stored prefix) read nothing: not evidence.
@@ -123,8 +120,10 @@ nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
   // Ratios of sums over the requests, not means of per-request ratios: a warm request served
   // wholly from the cache has no ratio (it would count as 0), one that read a few units for a
   // handful of tokens an outsized one.
-  amp = attended_ssd > 0 ? kv_read / attended_ssd : 0.0;
-  gamp = attended_ssd > 0 ? (kv_read - wasted) / attended_ssd : 0.0;
+  const double amp = attended_ssd > 0 ? kv_read / attended_ssd : 0.0;
+  // Attention data read from SSD and used (speculation that was not selected excluded).
+  const double attention_read = kv_read - wasted;
+  const double gamp = attended_ssd > 0 ? attention_read / attended_ssd : 0.0;
   return {{"mean_ttft_ms", std::accumulate(ttft.begin(), ttft.end(), 0.0) / n},
           {"p95_ttft_ms", Percentile(ttft, 0.95)},
           {"mean_io_wait_ms", io / n},

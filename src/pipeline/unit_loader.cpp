@@ -11,7 +11,7 @@ Result<std::unique_ptr<UnitLoader>> UnitLoader::Create(const LoaderOptions& opts
   std::unique_ptr<UnitLoader> l(new UnitLoader());
   l->tracer_.store(tracer);
   l->opts_ = opts;
-  if (opts.bandwidth_cap_bytes_per_s < 0) {
+  if (!(opts.bandwidth_cap_bytes_per_s >= 0)) {  // NaN too
     return Status::InvalidArgument("I/O bandwidth cap must be >= 0 (0 = off)");
   }
   l->pacer_ = std::make_unique<IoPacer>(opts.bandwidth_cap_bytes_per_s);

@@ -99,6 +99,7 @@ struct ReprefillStats {
   int probe_layers = 0;          // IMPRESS: layers identified through probe heads
   int probe_vote_layers = 0;     // of which the probes agreed (no all-heads fallback)
   bool stopped_by_callback = false;   // on_token returned false
+  bool cancelled = false;             // ReprefillSequence::Cancel (a client gone, a timeout)
   bool stopped_at_eos = false;        // the model sampled an end-of-sequence token
   bool stored_prefix_failed = false;  // a matching stored prefix failed to read: recomputed
   std::string note;                   // e.g. why the request fell back to recompute
@@ -112,6 +113,38 @@ struct ReprefillResult {
   ReprefillStats stats;
   // Selected prefix chunks per period (per layer group), for tests and tracing.
   std::vector<std::vector<int64_t>> selections;
+};
+
+class ReprefillEngine;
+
+// One request inside a ReprefillEngine, for callers that interleave many (continuous
+// batching): ReprefillEngine::Begin makes one, Prefill runs its Re-Prefill (in pieces of
+// layers if asked) up to the first token, DecodeStep advances any number of sequences by one
+// token each with one pass over the weights. Threading: none of its own; the thread that
+// drives the engine owns its sequences. A sequence must not outlive its engine; destroying
+// one mid-prefill waits for the reads it issued.
+class ReprefillSequence {
+ public:
+  enum class Phase { kPrefill, kDecode, kFinished };
+  ~ReprefillSequence();
+  Phase phase() const;
+  bool finished() const { return phase() == Phase::kFinished; }
+  // Bytes it holds now: its selected prefix rows and suffix/generated KV for decoding, plus
+  // the prefill's activations while it prefills (see ReprefillEngine::SequenceKVBytesBound).
+  int64_t memory_bytes() const;
+  // Ends the request at the next Prefill or DecodeStep (stats.cancelled); what was generated
+  // stays in the result.
+  void Cancel();
+  // The result; complete (stats included) once finished.
+  const ReprefillResult& result() const;
+  ReprefillResult TakeResult();
+
+  struct Impl;
+
+ private:
+  friend class ReprefillEngine;
+  explicit ReprefillSequence(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 
 // Serves Re-Prefill requests for one model and one store. Holds the memory cache across
@@ -137,11 +170,37 @@ class ReprefillEngine {
                                                          const Config& config);
   ~ReprefillEngine();
 
-  // `tokens` is the whole context (stored prefix + new suffix).
+  // `tokens` is the whole context (stored prefix + new suffix). Begin, Prefill and
+  // DecodeStep until finished.
   Result<ReprefillResult> Run(std::span<const int32_t> tokens, const ReprefillOptions& opts);
 
+  // Checks the request (tokens, budget, context length, system) and makes its sequence; no
+  // compute and no I/O yet. TTFT counts from here.
+  Result<std::unique_ptr<ReprefillSequence>> Begin(std::span<const int32_t> tokens,
+                                                   const ReprefillOptions& opts);
+  // Runs up to `max_layers` more layers of the sequence's prefill (0: all of them). The first
+  // call finds the longest stored prefix and issues the policy's first reads, which go on
+  // between calls (the I/O of a request being admitted overlaps other sequences' decode).
+  // After the last layer the first token is sampled and emitted: the sequence decodes or, at
+  // max_tokens 1 / end of sequence / a declined token, finishes. A stored prefix that fails
+  // is quarantined and the request recomputed, as in Run. One sequence at a time may be in
+  // prefill on an engine (the I/O path and its trace are the engine's): Unavailable
+  // for a second one until the first has finished its prefill or is destroyed.
+  Status Prefill(ReprefillSequence& seq, int max_layers = 0);
+  // One token for every sequence of `seqs` that is decoding (others are skipped; cancelled
+  // ones finish): the batch's rows go through each projection and MLP as one matrix, each
+  // row attends to its own sequence's prefix selection and tokens.
+  Status DecodeStep(std::span<ReprefillSequence* const> seqs);
+
+  // The most KV bytes a sequence of `context_tokens` + `max_tokens` holds for decoding (the
+  // selected prefix rows and the suffix cannot exceed the whole context in bf16): what a
+  // scheduler admits against.
+  static int64_t SequenceKVBytesBound(const ModelConfig& config, int64_t context_tokens,
+                                      int max_tokens);
+
+  struct State;  // opaque (src/pipeline/sequence.h)
+
  private:
-  struct State;
   explicit ReprefillEngine(std::unique_ptr<State> s);
   std::unique_ptr<State> s_;
 };

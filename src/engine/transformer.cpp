@@ -170,15 +170,35 @@ void Transformer::Layer(int layer, float* x, int n, const int32_t* positions, Ne
 void Transformer::AttendAndFinish(int layer, float* x, int n, const int32_t* positions,
                                   const float* q, DType kv_dtype, std::span<const KVSpan> context,
                                   Scratch& scratch, AttentionObserver* observer) const {
-  const LayerParams& p = layers_[layer];
-  const int hidden = config_.hidden_size;
-  const int q_dim = config_.q_dim();
-  const int inter = config_.intermediate_size;
-  const size_t rows = static_cast<size_t>(n);
-  float* attn = scratch.F32(Scratch::kAttn, rows * q_dim);
+  float* attn = scratch.F32(Scratch::kAttn, static_cast<size_t>(n) * config_.q_dim());
   AttentionShape shape{config_.num_heads, config_.num_kv_heads, config_.head_dim, kv_dtype};
   Attention(q, n, positions, context, shape, attn, observer);
+  FinishLayer(layer, x, n, attn, scratch);
+}
 
+void Transformer::AttendEachAndFinish(int layer, float* x, int n, const int32_t* positions,
+                                      const float* q, DType kv_dtype,
+                                      std::span<const std::vector<KVSpan>> contexts,
+                                      Scratch& scratch) const {
+  const int q_dim = config_.q_dim();
+  float* attn = scratch.F32(Scratch::kAttn, static_cast<size_t>(n) * q_dim);
+  AttentionShape shape{config_.num_heads, config_.num_kv_heads, config_.head_dim, kv_dtype};
+  // One row per sequence: the rows share no keys, so they split across threads (each row's
+  // own kernel then runs on one thread; with one row the kernel parallelizes inside).
+#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
+  for (int r = 0; r < n; ++r) {
+    const size_t off = static_cast<size_t>(r) * q_dim;
+    Attention(q + off, 1, positions + r, contexts[r], shape, attn + off, nullptr);
+  }
+  FinishLayer(layer, x, n, attn, scratch);
+}
+
+void Transformer::FinishLayer(int layer, float* x, int n, const float* attn,
+                              Scratch& scratch) const {
+  const LayerParams& p = layers_[layer];
+  const int hidden = config_.hidden_size;
+  const int inter = config_.intermediate_size;
+  const size_t rows = static_cast<size_t>(n);
   float* tmp = scratch.F32(Scratch::kTmp, rows * hidden);
   p.o->Forward(attn, n, tmp);
   AddInPlace(x, tmp, rows * hidden);

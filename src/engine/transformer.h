@@ -80,6 +80,12 @@ class Transformer {
   void AttendAndFinish(int layer, float* x, int n, const int32_t* positions, const float* q,
                        DType kv_dtype, std::span<const KVSpan> context, Scratch& scratch,
                        AttentionObserver* observer = nullptr) const;
+  // The same for rows of different sequences (a decode batch): row r attends only to
+  // contexts[r]; the output projection and MLP run once over all rows (one pass over the
+  // weights). With one row it computes exactly what AttendAndFinish does.
+  void AttendEachAndFinish(int layer, float* x, int n, const int32_t* positions, const float* q,
+                           DType kv_dtype, std::span<const std::vector<KVSpan>> contexts,
+                           Scratch& scratch) const;
 
   // Rounds float32 K or V rows into the KV dtype (bf16 or f32) at dst.
   static void StoreKVRows(const float* src, int n, int dim, DType dtype, void* dst);
@@ -89,6 +95,9 @@ class Transformer {
 
  private:
   Transformer() = default;
+  // Output projection of attn[n][q_dim], MLP and both residuals (x updated in place).
+  void FinishLayer(int layer, float* x, int n, const float* attn, Scratch& scratch) const;
+
   struct LayerParams {
     std::vector<float> input_norm, post_norm, q_bias, k_bias, v_bias;
     std::unique_ptr<Linear> q, k, v, o, gate, up, down;

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <thread>
@@ -504,6 +505,7 @@ TEST(ServerCancel, AClientThatDisconnectsStopsItsGeneration) {
 TEST(ServerQueue, AFullQueueAnswers429WithRetryAfter) {
   ServerOptions o = BaseOptions(test::MakeTempDir("serve-queue"));
   o.max_queue = 1;
+  o.max_running = 1;  // the second request waits in the queue, the third finds it full
   o.debug_token_delay_ms = 20;
   Running run = StartServer(o);
   ASSERT_TRUE(run.client);
@@ -539,6 +541,152 @@ TEST(ServerQueue, AFullQueueAnswers429WithRetryAfter) {
   waiting.join();
   EXPECT_EQ(first, 503);
   EXPECT_EQ(second, 503);
+}
+
+// Posts each body from its own client thread at once; returns the answers' texts (or
+// "HTTP <status>").
+std::vector<std::string> PostConcurrently(int port, const std::vector<json>& bodies) {
+  std::vector<std::string> texts(bodies.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    threads.emplace_back([&, i] {
+      httplib::Client c("127.0.0.1", port);
+      c.set_read_timeout(120, 0);
+      auto res = c.Post("/v1/completions", bodies[i].dump(), "application/json");
+      if (!res || res->status != 200) {
+        texts[i] = "HTTP " + std::to_string(res ? res->status : -1);
+        return;
+      }
+      texts[i] = json::parse(res->body)["choices"][0]["text"].get<std::string>();
+    });
+  }
+  for (auto& t : threads) t.join();
+  return texts;
+}
+
+std::vector<json> FourPrompts(int max_tokens) {
+  std::vector<json> bodies;
+  for (const char* p : {"Once upon a time", "The little dog", "Lily and Ben went to the park",
+                        "One day, a big red ball"}) {
+    bodies.push_back({{"prompt", p}, {"max_tokens", max_tokens}, {"temperature", 0}});
+  }
+  return bodies;
+}
+
+TEST(ServerBatch, ConcurrentRequestsDecodeTogetherAndAnswerAsAlone) {
+  ServerOptions o = BaseOptions(test::MakeTempDir("serve-batch"));
+  o.max_running = 4;
+  o.budget = 1.0;  // exact attention: stored prefixes from earlier answers change nothing
+  o.debug_token_delay_ms = 2;
+  Running run = StartServer(o);
+  ASSERT_TRUE(run.client);
+  const auto bodies = FourPrompts(24);
+  std::vector<std::string> alone;
+  for (const auto& b : bodies) alone.push_back(PostConcurrently(run.server->port(), {b})[0]);
+  const double steps0 = MetricValue(*run.client, "ckv_decode_steps_total");
+  const double rows0 = MetricValue(*run.client, "ckv_decode_rows_total");
+  EXPECT_EQ(steps0, rows0);  // one at a time: batches of one
+  const auto together = PostConcurrently(run.server->port(), bodies);
+  // Up to 4 rows, the batched projections compute each row as alone (the GEMV path).
+  EXPECT_EQ(together, alone);
+  const double steps = MetricValue(*run.client, "ckv_decode_steps_total") - steps0;
+  const double rows = MetricValue(*run.client, "ckv_decode_rows_total") - rows0;
+  EXPECT_GT(rows / steps, 1.5) << rows << " rows in " << steps << " steps";
+  EXPECT_LE(rows / steps, 4.0);
+}
+
+TEST(ServerBatch, TheKVBoundAdmitsOneSequenceAtATime) {
+  ServerOptions o = BaseOptions(test::MakeTempDir("serve-kvbound"));
+  o.max_running = 4;
+  o.max_batch_kv_bytes = 1;  // below any request's bound: one at a time, none refused
+  o.debug_token_delay_ms = 2;
+  Running run = StartServer(o);
+  ASSERT_TRUE(run.client);
+  const auto texts = PostConcurrently(run.server->port(), FourPrompts(12));
+  for (const auto& t : texts) EXPECT_EQ(t.rfind("HTTP", 0), std::string::npos) << t;
+  EXPECT_EQ(MetricValue(*run.client, "ckv_decode_steps_total"),
+            MetricValue(*run.client, "ckv_decode_rows_total"));
+  EXPECT_EQ(MetricValue(*run.client, "ckv_sequence_kv_reserved_bytes"), 0);
+}
+
+TEST(ServerBatch, ARequestPastItsTimeoutIsAnswered504AndTheServerGoesOn) {
+  ServerOptions o = BaseOptions(test::MakeTempDir("serve-timeout"));
+  o.request_timeout_s = 0.3;
+  o.debug_token_delay_ms = 20;  // 400 tokens would take 8 s
+  Running run = StartServer(o);
+  ASSERT_TRUE(run.client);
+  const json slow = {{"prompt", "Once upon a time"}, {"max_tokens", 400}, {"temperature", 0}};
+  const auto t0 = std::chrono::steady_clock::now();
+  auto res = run.client->Post("/v1/completions", slow.dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(4));
+  EXPECT_EQ(res->status, 504) << res->body;
+  EXPECT_NE(res->body.find("request_timeout"), std::string::npos) << res->body;
+  EXPECT_EQ(MetricValue(*run.client, "ckv_requests_timed_out_total"), 1);
+  // Streaming: an error event and no [DONE].
+  json stream = slow;
+  stream["stream"] = true;
+  auto sres = run.client->Post("/v1/completions", stream.dump(), "application/json");
+  ASSERT_TRUE(sres);
+  EXPECT_NE(sres->body.find("--request-timeout"), std::string::npos) << sres->body;
+  EXPECT_EQ(sres->body.find("[DONE]"), std::string::npos);
+  EXPECT_EQ(MetricValue(*run.client, "ckv_requests_timed_out_total"), 2);
+  // A short request within the limit is answered.
+  int status = 0;
+  Post(*run.client, "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 3}}, &status);
+  EXPECT_EQ(status, 200);
+}
+
+TEST(ServerBatch, StoresKeepUpUnderALoadThatNeverPauses) {
+  ServerOptions o = BaseOptions(test::MakeTempDir("serve-storeshare"));
+  o.debug_token_delay_ms = 20;
+  Running run = StartServer(o);
+  ASSERT_TRUE(run.client);
+  // A long stream keeps a request pending for 8 s...
+  std::thread busy([&] {
+    httplib::Client c("127.0.0.1", run.server->port());
+    c.set_read_timeout(120, 0);
+    c.Post("/v1/completions",
+           json{{"prompt", "Once"}, {"max_tokens", 400}, {"temperature", 0}}.dump(),
+           "application/json");
+  });
+  for (int i = 0; i < 400 && MetricValue(*run.client, "ckv_requests_running") != 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  // ...while a short one, batched beside it, is answered and its context queued for storing.
+  int status = 0;
+  const json j = Post(*run.client, "/v1/completions",
+                      {{"prompt", "Once upon a time there was a little girl named Lily"},
+                       {"max_tokens", 8},
+                       {"temperature", 0}},
+                      &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(j["usage"]["ckv"]["store"]["decision"], "queued") << j.dump();
+  // The store gets its share of the compute and finishes while the stream still runs.
+  bool stored = false;
+  for (int i = 0; i < 300 && !stored; ++i) {
+    stored = MetricValue(*run.client, "ckv_store_pending") == 0;
+    if (!stored) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(stored);
+  EXPECT_EQ(MetricValue(*run.client, "ckv_requests_running"), 1);
+  EXPECT_GT(MetricValue(*run.client, "ckv_store_prefixes"), 0);
+  run.server->Stop();
+  busy.join();
+}
+
+TEST(ServerBatch, BatchingOptionsAreChecked) {
+  for (auto set : std::vector<std::function<void(ServerOptions&)>>{
+           [](ServerOptions& o) { o.max_running = 0; },
+           [](ServerOptions& o) { o.max_batch_kv_bytes = 0; },
+           [](ServerOptions& o) { o.prefill_layers_per_step = 0; },
+           [](ServerOptions& o) { o.request_timeout_s = -1; },
+           [](ServerOptions& o) { o.store_compute_share = 1; }}) {
+    ServerOptions o = BaseOptions(test::MakeTempDir("serve-opts"));
+    set(o);
+    auto s = Server::Start(o);
+    EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
+  }
 }
 
 TEST(ServerTemplate, AModelWithoutTemplateServesCompletionsOnly) {

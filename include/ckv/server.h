@@ -19,15 +19,25 @@ struct ServerOptions {
   std::string model_dir;
   std::string store_dir;
   std::string host = "127.0.0.1";
-  int port = 8080;                             // 0 = an ephemeral port (see Server::port())
-  std::string system = "contiguouskv";         // any name ApplySystemName accepts
-  double budget = 0.5;                         // default ckv_budget (see docs/SERVING.md)
-  int64_t cache_bytes = int64_t{256} << 20;    // the memory cache of prefix KV
-  int64_t store_max_bytes = 0;                 // 0 = unbounded
-  int64_t store_min_tokens = 64;               // shorter contexts are not stored
-  int64_t max_context = 0;                     // 0 = the model's context
-  int max_queue = 16;                          // requests waiting beyond the running one: 429
+  int port = 8080;                           // 0 = an ephemeral port (see Server::port())
+  std::string system = "contiguouskv";       // any name ApplySystemName accepts
+  double budget = 0.5;                       // default ckv_budget (see docs/SERVING.md)
+  int64_t cache_bytes = int64_t{256} << 20;  // the memory cache of prefix KV
+  int64_t store_max_bytes = 0;               // 0 = unbounded
+  int64_t store_min_tokens = 64;             // shorter contexts are not stored
+  int64_t max_context = 0;                   // 0 = the model's context
+  int max_queue = 16;                        // requests waiting beyond the running ones: 429
+  // Continuous batching (docs/SERVING.md): sequences decoded together, the KV their bounds
+  // may reserve, the prefill piece (layers) run between decode steps, and a deadline per
+  // request from its arrival (0 = none).
+  int max_running = 8;
+  int64_t max_batch_kv_bytes = int64_t{4} << 30;
+  int prefill_layers_per_step = 4;
+  double request_timeout_s = 0;
   int store_queue = 8;                         // background stores waiting: beyond, skipped
+  // The share of compute background stores take while requests never pause (0: stores run
+  // only when no request is pending, and never under constant load).
+  double store_compute_share = 0.25;
   std::string api_key;                         // "" = no key required
   std::string chat_template_file;              // "" = the model's tokenizer_config.json
   std::string served_model_name;               // "" = the model directory's name

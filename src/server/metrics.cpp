@@ -61,8 +61,8 @@ Metrics::Metrics()
       request_duration({0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}) {
   // Every result is exported from the start (as 0), so a scraper's rate() and a client waiting
   // for a count see the series before its first event.
-  for (const char* result :
-       {"stored", "exists", "skipped_queue_full", "skipped_too_short", "skipped_shutdown", "failed"}) {
+  for (const char* result : {"stored", "exists", "skipped_queue_full", "skipped_too_short",
+                             "skipped_shutdown", "failed"}) {
     store_writes_[result] = 0;
   }
 }
@@ -117,6 +117,8 @@ std::string Metrics::Render() const {
          "Completion requests that ended early because the client disconnected or the server "
          "stopped (requests).",
          requests_cancelled.load());
+  Scalar(out, "ckv_requests_timed_out_total", "counter",
+         "Completion requests ended by --request-timeout (requests).", requests_timed_out.load());
   Scalar(out, "ckv_store_bytes", "gauge", "Bytes of all stored prefix data on disk (bytes).",
          store_bytes.load());
   Scalar(out, "ckv_store_prefixes", "gauge", "Stored prefixes (prefixes).", store_prefixes.load());
@@ -127,6 +129,19 @@ std::string Metrics::Render() const {
          requests_running.load());
   Scalar(out, "ckv_requests_waiting", "gauge", "Completion requests queued (requests).",
          requests_waiting.load());
+  Scalar(out, "ckv_decode_steps_total", "counter",
+         "Decode steps: one pass over the weights for every running sequence (steps).",
+         decode_steps.load());
+  Scalar(out, "ckv_decode_rows_total", "counter",
+         "Sequences advanced by decode steps; divided by the steps, the mean batch (tokens).",
+         decode_rows.load());
+  Scalar(out, "ckv_sequence_kv_bytes", "gauge",
+         "KV held by running sequences for decoding, plus the admitted prefill's activations "
+         "(bytes).",
+         sequence_kv_bytes.load());
+  Scalar(out, "ckv_sequence_kv_reserved_bytes", "gauge",
+         "KV bound reserved by admitted sequences, what --max-batch-kv-mib limits (bytes).",
+         sequence_kv_reserved_bytes.load());
   Header(out, "ckv_time_to_first_token_seconds", "histogram",
          "Time from a completion request's arrival to its first token (seconds).");
   ttft.Render("ckv_time_to_first_token_seconds", out);

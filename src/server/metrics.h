@@ -1,5 +1,5 @@
 // The server's Prometheus metrics (GET /metrics, text format 0.0.4). Thread-safe: counters
-// and gauges are updated from HTTP threads, the engine worker and the store writer.
+// and gauges are updated from HTTP threads, the scheduler and the store writer.
 #pragma once
 
 #include <atomic>
@@ -40,12 +40,17 @@ class Metrics {
   std::atomic<int64_t> ssd_bytes_read{0};
   std::atomic<int64_t> prefix_fallbacks{0};    // stored prefix failed: the request recomputed
   std::atomic<int64_t> requests_cancelled{0};  // client gone or server stopping
+  std::atomic<int64_t> requests_timed_out{0};  // --request-timeout
   void CountStoreWrite(const std::string& result);
   std::atomic<int64_t> store_bytes{0};
   std::atomic<int64_t> store_prefixes{0};
   std::atomic<int64_t> store_pending{0};  // contexts queued or being stored
   std::atomic<int64_t> requests_running{0};
   std::atomic<int64_t> requests_waiting{0};
+  std::atomic<int64_t> decode_steps{0};  // batched decode steps
+  std::atomic<int64_t> decode_rows{0};   // sequences they advanced (rows / steps = batch size)
+  std::atomic<int64_t> sequence_kv_bytes{0};           // held by admitted sequences
+  std::atomic<int64_t> sequence_kv_reserved_bytes{0};  // their bounds (admission limit)
   Histogram ttft;
   Histogram request_duration;
 

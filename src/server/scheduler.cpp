@@ -1,28 +1,47 @@
-#include "server/engine_worker.h"
+#include "server/scheduler.h"
+
+#include <exception>
 
 namespace ckv::server {
+namespace {
 
-EngineWorker::EngineWorker(ReprefillEngine& engine, size_t max_queue, ComputeGate& gate,
-                           Metrics& metrics)
-    : engine_(engine), max_queue_(max_queue), gate_(gate), metrics_(metrics), thread_([this] {
-        Loop();
-      }) {}
+double MsBetween(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
 
-EngineWorker::~EngineWorker() {
+}  // namespace
+
+Scheduler::Scheduler(ReprefillEngine& engine, const ModelConfig& model, const Config& config,
+                     ComputeGate& gate, Metrics& metrics)
+    : engine_(engine),
+      model_(model),
+      config_(config),
+      gate_(gate),
+      metrics_(metrics),
+      thread_([this] { Loop(); }) {}
+
+Scheduler::~Scheduler() {
   Shutdown();
 }
 
-std::variant<std::future<GenerationOutcome>, EngineWorker::Refusal> EngineWorker::Submit(
+std::variant<std::future<GenerationOutcome>, Scheduler::Refusal> Scheduler::Submit(
     GenerationJob job) {
   auto entry = std::make_unique<Entry>();
   entry->job = std::move(job);
-  entry->queued_at = std::chrono::steady_clock::now();
+  entry->queued_at = Clock::now();
+  if (config_.request_timeout_s > 0) {
+    entry->deadline =
+        entry->queued_at + std::chrono::duration_cast<Clock::duration>(
+                               std::chrono::duration<double>(config_.request_timeout_s));
+  }
+  entry->kv_bound = ReprefillEngine::SequenceKVBytesBound(
+      model_, static_cast<int64_t>(entry->job.prompt.size()), entry->job.options.max_tokens);
   auto future = entry->done.get_future();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return Refusal::kStopping;
-    if (queue_.size() >= max_queue_) return Refusal::kQueueFull;
-    gate_.RequestPending();  // Before the worker can see it: RequestDone must come after.
+    if (queue_.size() >= config_.max_queue) return Refusal::kQueueFull;
+    gate_.RequestPending();  // Before the scheduler can see it: RequestDone must come after.
     queue_.push_back(std::move(entry));
     metrics_.requests_waiting = static_cast<int64_t>(queue_.size());
   }
@@ -30,77 +49,180 @@ std::variant<std::future<GenerationOutcome>, EngineWorker::Refusal> EngineWorker
   return future;
 }
 
-void EngineWorker::Shutdown() {
+void Scheduler::Shutdown() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!thread_.joinable()) return;
     stopping_ = true;
     for (auto& e : queue_) e->job.cancelled->store(true);
-    if (running_cancel_) running_cancel_->store(true);
   }
   cv_.notify_all();
   thread_.join();
 }
 
-void EngineWorker::Loop() {
-  for (;;) {
-    std::unique_ptr<Entry> entry;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
-      if (queue_.empty()) return;
-      entry = std::move(queue_.front());
+void Scheduler::Complete(std::unique_ptr<Entry> e, Status status) {
+  GenerationOutcome out;
+  out.status = std::move(status);
+  out.queue_ms = e->queue_ms;
+  out.timed_out = e->timed_out;
+  if (e->seq != nullptr) {
+    out.result = e->seq->TakeResult();
+    e->seq.reset();  // its KV is freed before the next admission
+  }
+  out.cancelled = e->job.cancelled->load() || out.result.stats.cancelled;
+  if (out.cancelled && !e->timed_out) metrics_.requests_cancelled += 1;
+  if (e->timed_out) metrics_.requests_timed_out += 1;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    out.server_stopping = out.cancelled && !e->timed_out && stopping_;
+  }
+  kv_reserved_ -= e->kv_bound;
+  e->kv_bound = 0;
+  gate_.RequestDone();
+  e->done.set_value(std::move(out));
+  if (e->job.on_done) e->job.on_done();
+}
+
+void Scheduler::Admit() {
+  std::vector<std::unique_ptr<Entry>> dropped;
+  const auto now = Clock::now();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (prefilling_ == nullptr && !queue_.empty()) {
+      Entry& front = *queue_.front();
+      if (front.job.cancelled->load() || now >= front.deadline) {
+        front.timed_out = !front.job.cancelled->load();
+        front.queue_ms = MsBetween(front.queued_at, now);
+        dropped.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+        continue;
+      }
+      const int active = static_cast<int>(running_.size());
+      const bool room = active < config_.max_running &&
+                        (active == 0 || kv_reserved_ + front.kv_bound <= config_.max_kv_bytes);
+      if (!room) break;
+      front.queue_ms = MsBetween(front.queued_at, now);
+      kv_reserved_ += front.kv_bound;
+      prefilling_ = std::move(queue_.front());
       queue_.pop_front();
-      running_cancel_ = entry->job.cancelled;
-      metrics_.requests_waiting = static_cast<int64_t>(queue_.size());
     }
-    GenerationOutcome out;
-    out.queue_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                             entry->queued_at)
-                       .count();
-    auto& job = entry->job;
-    if (job.cancelled->load()) {
-      out.cancelled = true;
-      out.status = Status::OK();
-    } else {
-      metrics_.requests_running = 1;
-      ReprefillOptions opts = job.options;
-      auto cancelled = job.cancelled;
-      auto user = job.on_token;
-      opts.on_token = [cancelled, user](int32_t id) {
-        if (cancelled->load()) return false;
-        return user ? user(id) : true;
-      };
+    metrics_.requests_waiting = static_cast<int64_t>(queue_.size());
+  }
+  for (auto& e : dropped) Complete(std::move(e), Status::OK());
+  if (prefilling_ != nullptr && prefilling_->seq == nullptr) {
+    ReprefillOptions opts = prefilling_->job.options;
+    auto cancelled = prefilling_->job.cancelled;
+    auto user = prefilling_->job.on_token;
+    opts.on_token = [cancelled, user](int32_t id) {
+      if (cancelled->load()) return false;
+      return user ? user(id) : true;
+    };
+    auto seq = engine_.Begin(prefilling_->job.prompt, opts);
+    if (!seq.ok()) {
+      Complete(std::move(prefilling_), seq.status());
+      return;
+    }
+    prefilling_->seq = std::move(seq).value();
+  }
+}
+
+void Scheduler::Step() {
+  const auto now = Clock::now();
+  bool stopping;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping = stopping_;
+  }
+  // Cancellation and deadlines take effect at this step.
+  auto check = [&](Entry& e) {
+    if (stopping) e.job.cancelled->store(true);
+    if (e.job.cancelled->load()) e.seq->Cancel();
+    if (now >= e.deadline && !e.seq->finished()) {
+      e.timed_out = true;
+      e.seq->Cancel();
+    }
+  };
+  if (prefilling_ != nullptr) check(*prefilling_);
+  for (auto& e : running_) check(*e);
+
+  if (prefilling_ != nullptr) {
+    // Alone, the prefill runs whole; beside decoding streams, one piece per step.
+    const int piece = running_.empty() ? 0 : config_.prefill_layers_per_step;
+    Status st;
+    {
       auto slot = gate_.AcquireForRequest();
-      Result<ReprefillResult> res = Status::Internal("not run");
       try {
-        res = engine_.Run(job.prompt, opts);
+        st = engine_.Prefill(*prefilling_->seq, piece);
       } catch (const std::exception& e) {
         // bad_alloc for a huge context, say: that request fails, the server goes on.
-        res = Status::Internal(std::string("exception: ") + e.what());
+        st = Status::Internal(std::string("exception: ") + e.what());
       }
-      slot.unlock();
-      metrics_.requests_running = 0;
-      if (res.ok()) {
-        out.result = std::move(res).value();
-      } else {
-        out.status = res.status();
-      }
-      out.cancelled = job.cancelled->load();
     }
-    if (out.cancelled) metrics_.requests_cancelled += 1;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      out.server_stopping = out.cancelled && stopping_;
+    if (!st.ok()) {
+      Complete(std::move(prefilling_), st);
+    } else if (prefilling_->seq->finished()) {
+      Complete(std::move(prefilling_), Status::OK());
+    } else if (prefilling_->seq->phase() == ReprefillSequence::Phase::kDecode) {
+      running_.push_back(std::move(prefilling_));
     }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      running_cancel_.reset();
-    }
-    gate_.RequestDone();
-    entry->done.set_value(std::move(out));
-    if (job.on_done) job.on_done();
   }
+  if (!running_.empty()) {
+    std::vector<ReprefillSequence*> batch;
+    for (auto& e : running_) {
+      if (e->seq->phase() == ReprefillSequence::Phase::kDecode) batch.push_back(e->seq.get());
+    }
+    metrics_.decode_steps += 1;
+    metrics_.decode_rows += static_cast<int64_t>(batch.size());
+    Status st;
+    {
+      auto slot = gate_.AcquireForRequest();
+      try {
+        st = engine_.DecodeStep(batch);
+      } catch (const std::exception& e) {
+        st = Status::Internal(std::string("exception: ") + e.what());
+      }
+    }
+    // A failed step leaves no sequence of the batch in a known state: all of them fail.
+    std::vector<std::unique_ptr<Entry>> keep;
+    for (auto& e : running_) {
+      if (!st.ok()) {
+        Complete(std::move(e), st);
+      } else if (e->seq->finished()) {
+        Complete(std::move(e), Status::OK());
+      } else {
+        keep.push_back(std::move(e));
+      }
+    }
+    running_ = std::move(keep);
+  }
+  UpdateGauges();
+}
+
+void Scheduler::UpdateGauges() {
+  int64_t bytes = 0;
+  for (auto& e : running_) bytes += e->seq->memory_bytes();
+  if (prefilling_ != nullptr && prefilling_->seq != nullptr) {
+    bytes += prefilling_->seq->memory_bytes();
+  }
+  metrics_.requests_running =
+      static_cast<int64_t>(running_.size()) + (prefilling_ != nullptr ? 1 : 0);
+  metrics_.sequence_kv_bytes = bytes;
+  metrics_.sequence_kv_reserved_bytes = kv_reserved_;
+}
+
+void Scheduler::Loop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] {
+        return stopping_ || !queue_.empty() || prefilling_ != nullptr || !running_.empty();
+      });
+      if (stopping_ && queue_.empty() && prefilling_ == nullptr && running_.empty()) break;
+    }
+    Admit();
+    Step();
+  }
+  UpdateGauges();
 }
 
 }  // namespace ckv::server

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 #include <thread>
 #include <variant>
 
@@ -21,9 +22,9 @@
 #include "server/api_error.h"
 #include "server/chat_prompt.h"
 #include "server/compute_gate.h"
-#include "server/engine_worker.h"
 #include "server/metrics.h"
 #include "server/openai_request.h"
+#include "server/scheduler.h"
 #include "server/store_writer.h"
 #include "server/text_stream.h"
 
@@ -102,8 +103,8 @@ struct Server::Impl {
   int64_t max_context = 0;
 
   server::Metrics metrics;
-  server::ComputeGate gate;
-  std::unique_ptr<server::EngineWorker> worker;
+  std::unique_ptr<server::ComputeGate> gate;
+  std::unique_ptr<server::Scheduler> worker;
   std::unique_ptr<server::StoreWriter> writer;
 
   void Log(const std::string& line) const {
@@ -151,13 +152,19 @@ Status Server::Impl::Load() {
                    ? std::filesystem::path(opt.model_dir).lexically_normal().filename().string()
                    : opt.served_model_name;
   if (model_name.empty()) model_name = "ckv";
-  worker = std::make_unique<server::EngineWorker>(*engine, static_cast<size_t>(opt.max_queue), gate,
-                                                  metrics);
+  server::Scheduler::Config sc;
+  sc.max_queue = static_cast<size_t>(opt.max_queue);
+  sc.max_running = opt.max_running;
+  sc.max_kv_bytes = opt.max_batch_kv_bytes;
+  sc.request_timeout_s = opt.request_timeout_s;
+  sc.prefill_layers_per_step = opt.prefill_layers_per_step;
+  gate = std::make_unique<server::ComputeGate>(opt.store_compute_share);
+  worker = std::make_unique<server::Scheduler>(*engine, model->config(), sc, *gate, metrics);
   server::StoreWriter::Config wc;
   wc.layout = ec.layout;
   wc.min_tokens = opt.store_min_tokens;
   wc.max_queue = static_cast<size_t>(opt.store_queue);
-  writer = std::make_unique<server::StoreWriter>(*model, *store, wc, gate, metrics,
+  writer = std::make_unique<server::StoreWriter>(*model, *store, wc, *gate, metrics,
                                                  [this](const std::string& l) { Log(l); });
   return Status::OK();
 }
@@ -309,9 +316,9 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
     channel->cv.notify_all();
   };
   auto submitted = worker->Submit(std::move(job));
-  if (auto* refusal = std::get_if<server::EngineWorker::Refusal>(&submitted)) {
+  if (auto* refusal = std::get_if<server::Scheduler::Refusal>(&submitted)) {
     res.set_header("Retry-After", "1");
-    if (*refusal == server::EngineWorker::Refusal::kStopping) {
+    if (*refusal == server::Scheduler::Refusal::kStopping) {
       return ReplyError(res, ApiError::Unavailable("the server is stopping"));
     }
     return ReplyError(res, {429,
@@ -399,6 +406,11 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
     if (stream->stopped() || *saw_eos || out.result.stats.stopped_at_eos) return "stop";
     return static_cast<int64_t>(out.result.generated_ids.size()) >= max_tokens ? "length" : "stop";
   };
+  auto timeout_error = [seconds = opt.request_timeout_s] {
+    std::ostringstream msg;
+    msg << "the request exceeded the server's --request-timeout of " << seconds << " s";
+    return server::ApiError{504, msg.str(), "server_error", "", "request_timeout"};
+  };
   auto observe_ttft = [this, channel]() {
     std::lock_guard<std::mutex> lock(channel->mu);
     if (channel->first_token_us >= 0) metrics.ttft.Observe(channel->first_token_us / 1e6);
@@ -413,6 +425,12 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
     if (out.server_stopping) {
       return ReplyError(res,
                         ApiError::Unavailable("the server stopped before the answer was complete"));
+    }
+    if (out.timed_out) {
+      // Counted, and the prompt stored: a retry finds its prefix.
+      json usage;
+      finish(out, &usage);
+      return ReplyError(res, timeout_error());
     }
     stream->Flush();
     observe_ttft();
@@ -508,11 +526,16 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
           }
         }
         const server::GenerationOutcome& out = shared_future->get();
-        if (!out.status.ok() || out.server_stopping) {
+        if (!out.status.ok() || out.server_stopping || out.timed_out) {
           // Not a normal end: an error event, and no [DONE], so no client takes it for one.
-          const std::string why = out.server_stopping
-                                      ? "the server stopped before the answer was complete"
-                                      : "generation failed: " + out.status.ToString();
+          std::string why = out.server_stopping
+                                ? "the server stopped before the answer was complete"
+                                : "generation failed: " + out.status.ToString();
+          if (out.timed_out) {
+            json usage;
+            finish(out, &usage);
+            why = timeout_error().message;
+          }
           send(event(json{{"error", {{"message", why}, {"type", "server_error"}}}}));
           sink.done();
           return true;
@@ -552,11 +575,10 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
 }
 
 void Server::Impl::Routes() {
-  // Keep-alive connections hold a pool thread; give the pool room for the queue plus a few.
   // Every queued or running request holds a pool thread, idle keep-alive connections too
-  // (for at most the keep-alive timeout): room for the queue plus 16 others (/health probes,
-  // 429 answers, template and tokenize calls).
-  const int threads = opt.max_queue + 17;
+  // (for at most the keep-alive timeout): room for the queue and the running requests plus 16
+  // others (/health probes, 429 answers, template and tokenize calls).
+  const int threads = opt.max_queue + opt.max_running + 16;
   http.set_keep_alive_timeout(2);
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http.set_payload_max_length(static_cast<size_t>(opt.max_body_bytes));
@@ -749,6 +771,19 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
     return Status::InvalidArgument("--budget must be in (0, 1]");
   }
   if (options.max_queue < 1) return Status::InvalidArgument("--max-queue must be >= 1");
+  if (options.max_running < 1) return Status::InvalidArgument("--max-running must be >= 1");
+  if (options.max_batch_kv_bytes < 1) {
+    return Status::InvalidArgument("--max-batch-kv-mib must be > 0");
+  }
+  if (options.prefill_layers_per_step < 1) {
+    return Status::InvalidArgument("--prefill-layers-per-step must be >= 1");
+  }
+  if (!(options.store_compute_share >= 0 && options.store_compute_share < 1)) {
+    return Status::InvalidArgument("--store-share must be in [0, 1)");
+  }
+  if (!(options.request_timeout_s >= 0)) {
+    return Status::InvalidArgument("--request-timeout must be >= 0 seconds (0 = none)");
+  }
   if (options.store_queue < 1) return Status::InvalidArgument("store queue must be >= 1");
   if (options.port < 0 || options.port > 65535)
     return Status::InvalidArgument("--port must be in 0..65535");

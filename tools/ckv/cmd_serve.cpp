@@ -18,6 +18,7 @@ void RegisterServe(CLI::App& root, std::vector<Command>& out) {
     std::string model = DefaultModelDir();
     StoreArgs store;
     std::string api_key_file;
+    int64_t max_batch_kv_mib = ServerOptions{}.max_batch_kv_bytes >> 20;
   };
   auto a = std::make_shared<Args>();
   CLI::App* app = root.add_subcommand(
@@ -43,6 +44,26 @@ void RegisterServe(CLI::App& root, std::vector<Command>& out) {
   app->add_option("--max-queue", a->opt.max_queue,
                   "Requests that may wait for the engine; more are answered 429")
       ->capture_default_str();
+  app->add_option("--max-running", a->opt.max_running,
+                  "Sequences prefilling or decoding at once (continuous batching; each decode "
+                  "step reads the weights once for all of them)")
+      ->capture_default_str();
+  app->add_option("--max-batch-kv-mib", a->max_batch_kv_mib,
+                  "KV the running sequences may hold, counted as each one's bound (prompt + "
+                  "max_tokens); admission waits beyond")
+      ->capture_default_str();
+  app->add_option("--prefill-layers-per-step", a->opt.prefill_layers_per_step,
+                  "Layers of an admitted request's prefill run between two decode steps of "
+                  "the others")
+      ->capture_default_str();
+  app->add_option("--request-timeout", a->opt.request_timeout_s,
+                  "Seconds from a request's arrival after which it is ended and answered 504 "
+                  "(0 = none)")
+      ->capture_default_str();
+  app->add_option("--store-share", a->opt.store_compute_share,
+                  "Share of compute background stores take while requests never pause (0 = "
+                  "only when idle)")
+      ->capture_default_str();
   app->add_option("--store-queue", a->opt.store_queue,
                   "Background stores that may wait; more are skipped (counted)")
       ->capture_default_str();
@@ -57,6 +78,10 @@ void RegisterServe(CLI::App& root, std::vector<Command>& out) {
   out.push_back(
       {app, [a]() -> int {
          ServerOptions opt = a->opt;
+         if (a->max_batch_kv_mib < 1) {
+           return Fail(Status::InvalidArgument("--max-batch-kv-mib must be >= 1"));
+         }
+         opt.max_batch_kv_bytes = a->max_batch_kv_mib << 20;
          opt.model_dir = a->model;
          if (opt.model_dir.empty()) {
            return Fail(FindDataDir().status().WithContext("no --model given"));

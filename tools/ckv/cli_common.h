@@ -74,5 +74,9 @@ void RegisterBenchIo(CLI::App& bench, std::vector<Command>& out);
 void RegisterBenchStore(CLI::App& bench, std::vector<Command>& out);
 // `bench reprefill` (cmd_bench_reprefill.cpp), added by RegisterBench.
 void RegisterBenchReprefill(CLI::App& bench, std::vector<Command>& out);
+// `bench memory` (cmd_bench_memory.cpp): streaming read bandwidth.
+void RegisterBenchMemory(CLI::App& bench, std::vector<Command>& out);
+// `bench serve` (cmd_bench_serve.cpp): many users against ckv serve over HTTP.
+void RegisterBenchServe(CLI::App& bench, std::vector<Command>& out);
 
 }  // namespace ckv::cli

@@ -1,12 +1,16 @@
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "ckv/generate.h"
+#include "ckv/prefix_store.h"
+#include "ckv/reprefill.h"
 #include "cli_common.h"
 #include "kernels/attention.h"
 #include "kernels/linear.h"
@@ -28,6 +32,60 @@ double ForwardFlops(const ModelConfig& c, int64_t n, int64_t past) {
   const double keys_seen = n * past + n * (n + 1) / 2.0;
   const double attn = 2.0 * keys_seen * q;
   return 2.0 * c.num_layers * (n * linear_per_token + attn) + 2.0 * h * c.vocab_size;
+}
+
+// Bytes of weights one decode step reads: every projection once, and the output head.
+double DecodeWeightBytes(const ModelConfig& c, const std::string& dtype) {
+  const double h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
+  const double per_layer = h * q + 2 * h * kv + q * h + 3 * h * inter;
+  const double elem = dtype == "f32" ? 4 : 2;
+  return elem * (c.num_layers * per_layer + h * c.vocab_size);
+}
+
+// Decode tokens/s of `batch` sequences advancing together (the server's batched step): each
+// sequence a plain prefill of `prompt` random tokens, then `steps` steps of all of them.
+Result<double> BatchedDecodeRate(const Model& model, int batch, int prompt, int steps,
+                                 std::mt19937& rng) {
+  const ModelConfig& c = model.config();
+  const std::string dir =
+      std::filesystem::temp_directory_path() / ("ckv-bench-batch-" + std::to_string(::getpid()));
+  struct RemoveDir {
+    std::string d;
+    ~RemoveDir() {
+      std::error_code ec;
+      std::filesystem::remove_all(d, ec);
+    }
+  } cleanup{dir};
+  StoreOptions so;
+  so.sync = false;
+  CKV_ASSIGN_OR_RETURN(auto store, PrefixStore::Open(dir, so));
+  ReprefillEngine::Config ec;
+  CKV_ASSIGN_OR_RETURN(auto engine, ReprefillEngine::Create(model, *store, ec));
+  std::uniform_int_distribution<int32_t> tok(0, std::min(c.vocab_size, 32000) - 1);
+  ReprefillOptions opts;
+  opts.system = "recompute";
+  opts.max_tokens = steps + 1;
+  opts.on_token = [](int32_t) { return true; };
+  std::vector<std::unique_ptr<ReprefillSequence>> seqs;
+  std::vector<ReprefillSequence*> ptrs;
+  for (int b = 0; b < batch; ++b) {
+    std::vector<int32_t> ids(prompt);
+    for (auto& id : ids) id = tok(rng);
+    CKV_ASSIGN_OR_RETURN(auto seq, engine->Begin(ids, opts));
+    CKV_RETURN_IF_ERROR(engine->Prefill(*seq));
+    ptrs.push_back(seq.get());
+    seqs.push_back(std::move(seq));
+  }
+  int64_t tokens = 0;
+  const auto t0 = Clock::now();
+  for (int s = 0; s < steps; ++s) {
+    int64_t before = 0, after = 0;
+    for (auto* p : ptrs) before += static_cast<int64_t>(p->result().generated_ids.size());
+    CKV_RETURN_IF_ERROR(engine->DecodeStep(ptrs));
+    for (auto* p : ptrs) after += static_cast<int64_t>(p->result().generated_ids.size());
+    tokens += after - before;
+  }
+  return tokens / Seconds(t0);
 }
 
 int RunGemm(int m, int k, int n, const std::string& dtype_name, int repeat) {
@@ -116,6 +174,8 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
   RegisterBenchIo(*bench, out);
   RegisterBenchReprefill(*bench, out);
   RegisterBenchStore(*bench, out);
+  RegisterBenchServe(*bench, out);
+  RegisterBenchMemory(*bench, out);
 
   struct GemmArgs {
     int m = 512, k = 896, n = 4864, repeat = 20;
@@ -157,6 +217,7 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
     int repeat = 3;
     bool pack = false;
     bool json = false;
+    std::vector<int> batches;
   };
   auto ma = std::make_shared<ModelArgs>();
   CLI::App* mb = bench->add_subcommand("model", "Prefill and decode speed of a model (random ids)");
@@ -168,6 +229,10 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
   mb->add_option("--repeat", ma->repeat, "Repetitions (best is reported)")->capture_default_str();
   mb->add_flag("--pack-weights", ma->pack, "Reorder weights for the GEMM library at load");
   mb->add_flag("--json", ma->json, "Print JSON");
+  mb->add_option("--batch", ma->batches,
+                 "Also decode this many sequences together (a list: the server's batched "
+                 "step, tokens/s summed over the batch)")
+      ->delimiter(',');
   out.push_back({mb, [ma]() -> int {
                    auto t_load = Clock::now();
                    auto model = LoadModel(ma->model, ma->pack);
@@ -206,6 +271,22 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
                                     {"decode_tokens", ma->decode_tokens},
                                     {"decode_tokens_per_s", ma->decode_tokens / best_decode},
                                     {"packed_weights", ma->pack}};
+                   // What decode streams per token, and the rate at which it read it: compare
+                   // with `ckv bench memory`.
+                   const double wbytes = DecodeWeightBytes(c, (*model)->weight_dtype_name());
+                   j["decode_weight_bytes"] = wbytes;
+                   j["decode_read_gbps"] = wbytes * ma->decode_tokens / best_decode / 1e9;
+                   for (int b : ma->batches) {
+                     if (b < 1) return Fail(Status::InvalidArgument("--batch values must be >= 1"));
+                     double best = 0;
+                     for (int r = 0; r < ma->repeat; ++r) {
+                       auto rate =
+                           BatchedDecodeRate(**model, b, ma->prompt_tokens, ma->decode_tokens, rng);
+                       if (!rate.ok()) return Fail(rate.status());
+                       best = std::max(best, *rate);
+                     }
+                     j["batch_decode_tokens_per_s"][std::to_string(b)] = best;
+                   }
                    if (ma->json) {
                      std::cout << j.dump() << "\n";
                    } else {

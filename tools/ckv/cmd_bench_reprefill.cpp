@@ -1,10 +1,6 @@
 // ckv bench reprefill: Re-Prefill systems side by side on one model, store, disk and machine.
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -14,6 +10,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "bench_output.h"
 #include "bench_workload.h"
 #include "ckv/prefix_store.h"
 #include "ckv/reprefill.h"
@@ -146,60 +143,6 @@ nlohmann::json SummaryRow(const std::vector<ReprefillStats>& runs) {
 }
 
 // One line per row; strings quoted (notes hold commas), numbers as JSON writes them.
-std::string Csv(const nlohmann::json& rows, const std::vector<std::string>& fields) {
-  std::ostringstream csv;
-  for (size_t i = 0; i < fields.size(); ++i) csv << (i ? "," : "") << fields[i];
-  csv << "\n";
-  for (const auto& row : rows) {
-    for (size_t i = 0; i < fields.size(); ++i) {
-      csv << (i ? "," : "");
-      if (!row.contains(fields[i])) continue;
-      const auto& v = row[fields[i]];
-      if (!v.is_string()) {
-        csv << v.dump();
-        continue;
-      }
-      csv << '"';
-      for (char ch : v.get<std::string>()) csv << (ch == '"' ? "\"\"" : std::string(1, ch));
-      csv << '"';
-    }
-    csv << "\n";
-  }
-  return csv.str();
-}
-
-// bench/plot_reprefill.py OUT (matplotlib). Missing Python or matplotlib costs the plots, not
-// the run: the data is written already.
-void RenderPlots(const std::string& out) {
-  const std::string script = DataPath("bench/plot_reprefill.py");
-  if (script.empty() || ::access(script.c_str(), X_OK) != 0) {
-    std::cerr << "warning: no plots: " << (script.empty() ? "bench/plot_reprefill.py" : script)
-              << " is not there\n";
-    return;
-  }
-  std::vector<char*> argv = {const_cast<char*>(script.c_str()), const_cast<char*>(out.c_str()),
-                             nullptr};
-  // The script's messages go to stderr: stdout carries the summary JSON.
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
-  pid_t pid = 0;
-  const int spawned = ::posix_spawn(&pid, script.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (spawned != 0) {
-    std::cerr << "warning: no plots: cannot run " << script << "\n";
-    return;
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::cerr << "warning: " << script
-              << " failed (see above; it needs python3-matplotlib): no plots; the data is in "
-              << out << "\n";
-  }
-}
-
 // "SYSTEM:B1,B2,..." -> (SYSTEM, budgets).
 Result<std::pair<std::string, std::vector<double>>> ParseBudgetsFor(const std::string& spec) {
   const auto colon = spec.find(':');
@@ -457,7 +400,7 @@ int Run(BenchArgs& a) {
                            WriteTextFile(a.out + "/summary.csv", Csv(summary, summary_fields))}) {
     if (!st.ok()) return Fail(st);
   }
-  if (!a.no_plots) RenderPlots(a.out);
+  if (!a.no_plots) RenderPlots("bench/plot_reprefill.py", a.out);
   std::cout << summary.dump(1) << "\n";
   return 0;
 }

@@ -1,0 +1,84 @@
+// `ckv bench serve` and `ckv bench memory` end to end through the CLI on the bundled model:
+// servers started per row, users over HTTP, the files and fields promised, argument errors.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "test_util.h"
+
+namespace ckv {
+namespace {
+
+using test::RunCli;
+
+TEST(CliBenchServe, MeasuresEverySystemAndConcurrencyOverHttp) {
+  const std::string dir = test::MakeTempDir("cli-bench-serve");
+  const auto r =
+      RunCli("bench serve --text " + test::TextDataDir() +
+             "/tinystories.txt --systems contiguouskv:0.5,as-lru,recompute --concurrency 1,3 "
+             "--workloads shared-prefix,multiturn --requests 6 --prefix-tokens 128 --prefixes 2 "
+             "--documents 2 --turns 3 --suffix-tokens 8 --turn-tokens 8 --max-tokens 6 --no-plots "
+             "--out " +
+             dir);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto summary = nlohmann::json::parse(test::ReadFileOrDie(dir + "/summary.json"));
+  ASSERT_EQ(summary.size(), 12u);  // 2 workloads x 3 systems x 2 concurrencies
+  for (const auto& row : summary) {
+    for (const char* f :
+         {"ttft_p50_ms", "ttft_p95_ms", "ttft_p99_ms", "itl_p50_ms", "output_tokens_per_s",
+          "cached_fraction", "ssd_bytes_per_request", "mean_decode_batch", "peak_rss_mib"}) {
+      EXPECT_TRUE(row.contains(f)) << f;
+    }
+    EXPECT_EQ(row["errors"], 0) << row.dump();
+    EXPECT_EQ(row["requests"], 6) << row.dump();
+    EXPECT_GT(row["output_tokens_per_s"].get<double>(), 0);
+    if (row["system"] == "recompute") {
+      // No store: nothing cached, nothing read.
+      EXPECT_EQ(row["cached_fraction"].get<double>(), 0);
+      EXPECT_EQ(row["ssd_bytes_per_request"].get<double>(), 0);
+    } else {
+      // The warmed-up prefixes / documents are found.
+      EXPECT_GT(row["cached_fraction"].get<double>(), 0.5) << row.dump();
+      EXPECT_GT(row["ssd_bytes_per_request"].get<double>(), 0) << row.dump();
+    }
+    if (row["concurrency"] == 1) {
+      EXPECT_EQ(row["mean_decode_batch"].get<double>(), 1.0);
+    }
+  }
+  const auto requests = nlohmann::json::parse(test::ReadFileOrDie(dir + "/requests.json"));
+  EXPECT_EQ(requests.size(), 72u);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/summary.csv"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/requests.csv"));
+}
+
+TEST(CliBenchServe, ArgumentErrorsNameTheOption) {
+  const std::string dir = test::MakeTempDir("cli-bench-serve-args");
+  auto r = RunCli("bench serve --systems nonsense --out " + dir);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("nonsense"), std::string::npos) << r.output;
+  r = RunCli("bench serve --systems contiguouskv:1.5 --out " + dir);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("budget"), std::string::npos) << r.output;
+  r = RunCli("bench serve --systems contiguouskv,recompute --port 9 --out " + dir);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--port"), std::string::npos) << r.output;
+  r = RunCli("bench serve --workloads chat --out " + dir);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("chat"), std::string::npos) << r.output;
+  r = RunCli("bench serve --concurrency 0 --out " + dir);
+  EXPECT_NE(r.exit_code, 0);
+}
+
+TEST(CliBenchMemory, ReportsAReadBandwidth) {
+  const auto r = RunCli("bench memory --mib 32 --repeat 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  EXPECT_GT(j["read_gbps_best"].get<double>(), 0.1);
+  EXPECT_GE(j["read_gbps_best"].get<double>(), j["read_gbps_median"].get<double>());
+  EXPECT_NE(RunCli("bench memory --mib 1").exit_code, 0);
+}
+
+}  // namespace
+}  // namespace ckv

@@ -1,0 +1,18 @@
+// What the benchmarks write besides JSON: CSV tables and the matplotlib plots.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace ckv::cli {
+
+// `rows` (a JSON array of objects) as CSV with the given columns; strings quoted.
+std::string Csv(const nlohmann::json& rows, const std::vector<std::string>& fields);
+
+// Runs the bundled plot script (a path under the data directory, e.g. bench/plot_serve.py)
+// on the output directory `out`. Missing Python or matplotlib costs the plots, not the run:
+// the data is written already (a warning on stderr says so).
+void RenderPlots(const std::string& script_name, const std::string& out);
+
+}  // namespace ckv::cli

@@ -1,0 +1,443 @@
+// ckv bench serve: many users against `ckv serve`, measured from the client's side. For each
+// system (a server started here per row, on a fresh store) and each concurrency, N users in
+// closed loop replay a workload over HTTP (streamed completions with token-id prompts) and
+// the run records TTFT, inter-token latency, output tokens/s, the cached-token fraction and
+// SSD bytes per request. Or, with --port, one row against a server already running.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "bench_output.h"
+#include "ckv/server.h"
+#include "ckv/tokenizer.h"
+#include "cli_common.h"
+#include "common/text_file.h"
+#include "serve_client.h"
+
+namespace ckv::cli {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+struct ServeBenchArgs {
+  std::string model = DefaultModelDir();
+  std::string text;  // default: the bundled novel
+  std::vector<std::string> workloads = {"shared-prefix"};
+  std::vector<std::string> systems = {"contiguouskv:0.1", "as-lru", "recompute"};
+  std::vector<int> concurrency = {1, 4, 8};
+  int requests = 16;  // measured requests per (system, concurrency)
+  int64_t prefix_tokens = 2048;
+  int prefixes = 2;
+  int64_t suffix_tokens = 32;
+  int max_tokens = 32;
+  int turns = 3;
+  int64_t turn_tokens = 32;
+  int documents = 2;
+  int max_running = 0;  // 0: the largest concurrency
+  int64_t cache_mib = 256;
+  double timeout_s = 600;
+  std::string out;
+  std::string host = "127.0.0.1";
+  int port = 0;  // > 0: a running server (one row)
+  bool no_plots = false;
+};
+
+// "system[:budget]": the server's --system and the requests' ckv_budget (as-lru defaults to
+// 1.0, full load; recompute has no budget and stores nothing).
+struct SystemRow {
+  std::string label;
+  std::string system;
+  double budget = 1.0;
+};
+
+Result<SystemRow> ParseSystemRow(const std::string& spec) {
+  SystemRow row;
+  row.label = spec;
+  const auto colon = spec.find(':');
+  row.system = spec.substr(0, colon);
+  if (colon != std::string::npos) {
+    try {
+      size_t used = 0;
+      row.budget = std::stod(spec.substr(colon + 1), &used);
+      if (used != spec.size() - colon - 1) throw std::invalid_argument("trailing");
+    } catch (const std::exception&) {
+      return Status::InvalidArgument("--systems \"" + spec + "\": the budget is not a number");
+    }
+    if (!(row.budget > 0 && row.budget <= 1)) {
+      return Status::InvalidArgument("--systems \"" + spec + "\": budget must be in (0, 1]");
+    }
+  }
+  ReprefillOptions probe;
+  CKV_RETURN_IF_ERROR(ApplySystemName(row.system, probe));
+  return row;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double idx = p * (v.size() - 1);
+  const size_t lo = static_cast<size_t>(idx);
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (idx - lo);
+}
+
+// Until the server's background store writer is idle (warm-up stores land before measuring).
+void WaitForStores(const std::string& host, int port) {
+  for (int i = 0; i < 12000 && FetchMetric(host, port, "ckv_store_pending") > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+// The token material every workload cuts its prompts from.
+struct Corpus {
+  std::vector<int32_t> ids;
+  // `n` tokens starting at `offset` (wrapping around).
+  std::vector<int32_t> Slice(int64_t offset, int64_t n) const {
+    std::vector<int32_t> out;
+    out.reserve(n);
+    const int64_t size = static_cast<int64_t>(ids.size());
+    for (int64_t i = 0; i < n; ++i) out.push_back(ids[(offset + i) % size]);
+    return out;
+  }
+};
+
+// One measured request, as a row of requests.json.
+json RequestRow(const StreamedCompletion& r, int user, int turn, int64_t prompt_tokens) {
+  json row = {{"user", user},
+              {"turn", turn},
+              {"ok", r.ok()},
+              {"error", r.error},
+              {"prompt_tokens", prompt_tokens},
+              {"ttft_ms", r.ttft_ms},
+              {"mean_itl_ms", r.mean_itl_ms},
+              {"e2e_ms", r.e2e_ms}};
+  const json& u = r.usage;
+  row["output_tokens"] = u.is_null() ? 0 : u.value("completion_tokens", 0);
+  row["cached_tokens"] = u.is_null() ? 0 : u["prompt_tokens_details"].value("cached_tokens", 0);
+  row["ssd_bytes"] = u.is_null() ? 0 : u["ckv"].value("ssd_bytes_read", int64_t{0});
+  row["server_ttft_ms"] = u.is_null() ? 0.0 : u["ckv"].value("ttft_ms", 0.0);
+  row["queue_ms"] = u.is_null() ? 0.0 : u["ckv"].value("queue_ms", 0.0);
+  return row;
+}
+
+class WorkloadRun {
+ public:
+  WorkloadRun(const ServeBenchArgs& a, const Corpus& corpus, const Tokenizer& tok,
+              const std::string& workload, const SystemRow& sys, int port)
+      : a_(a), corpus_(corpus), tok_(tok), workload_(workload), sys_(sys), port_(port) {}
+
+  json Body(const std::vector<int32_t>& prompt, int max_tokens) const {
+    json b = {{"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}};
+    if (SystemReadsStoredPrefix(sys_.system)) {
+      b["ckv_budget"] = sys_.budget;
+    } else {
+      b["ckv_store"] = false;  // no store: nothing is kept for the next request
+    }
+    return b;
+  }
+
+  // Shared prefixes (many-shot / RAG) and documents: seen once before measuring.
+  std::vector<int32_t> SharedPrefix(int k) const {
+    return corpus_.Slice(int64_t{k} * 7919 * 13, a_.prefix_tokens);
+  }
+
+  Status WarmUp() {
+    const int n = workload_ == "shared-prefix" ? a_.prefixes : a_.documents;
+    for (int k = 0; k < n; ++k) {
+      std::vector<int32_t> p = SharedPrefix(k);
+      const auto r = PostStreamedCompletion(a_.host, port_, Body(p, 1), a_.timeout_s);
+      if (!r.ok()) return Status::Unavailable("warm-up request failed: " + r.error);
+    }
+    WaitForStores(a_.host, port_);
+    return Status::OK();
+  }
+
+  // Users in closed loop until `requests` were sent; returns the rows.
+  json Measure(int users) {
+    json rows = json::array();
+    std::mutex mu;
+    std::atomic<int> next{0};
+    auto user_loop = [&](int user) {
+      while (true) {
+        if (workload_ == "shared-prefix") {
+          const int i = next++;
+          if (i >= a_.requests) return;
+          std::vector<int32_t> prompt = SharedPrefix(i % a_.prefixes);
+          const auto q = corpus_.Slice(1000003 + int64_t{i} * a_.suffix_tokens, a_.suffix_tokens);
+          prompt.insert(prompt.end(), q.begin(), q.end());
+          const auto r =
+              PostStreamedCompletion(a_.host, port_, Body(prompt, a_.max_tokens), a_.timeout_s);
+          std::lock_guard<std::mutex> lock(mu);
+          rows.push_back(RequestRow(r, user, 0, static_cast<int64_t>(prompt.size())));
+          continue;
+        }
+        // multiturn: a conversation over one of the documents, turn after turn, each prompt
+        // the previous one + its answer + a new question.
+        const int first = next.fetch_add(a_.turns);
+        if (first >= a_.requests) return;
+        const int conversation = first / a_.turns;
+        std::vector<int32_t> prompt = SharedPrefix(conversation % a_.documents);
+        for (int t = 0; t < a_.turns && first + t < a_.requests; ++t) {
+          const auto q = corpus_.Slice(2000003 + (int64_t{conversation} * 31 + t) * a_.turn_tokens,
+                                       a_.turn_tokens);
+          prompt.insert(prompt.end(), q.begin(), q.end());
+          const auto r =
+              PostStreamedCompletion(a_.host, port_, Body(prompt, a_.max_tokens), a_.timeout_s);
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            rows.push_back(RequestRow(r, user, t, static_cast<int64_t>(prompt.size())));
+          }
+          if (!r.ok()) break;
+          auto answer = tok_.Encode(r.text, /*add_special_tokens=*/false);
+          if (answer.ok()) prompt.insert(prompt.end(), answer->begin(), answer->end());
+        }
+      }
+    };
+    std::vector<std::thread> threads;
+    for (int u = 0; u < users; ++u) threads.emplace_back(user_loop, u);
+    for (auto& t : threads) t.join();
+    return rows;
+  }
+
+ private:
+  const ServeBenchArgs& a_;
+  const Corpus& corpus_;
+  const Tokenizer& tok_;
+  const std::string workload_;
+  const SystemRow sys_;
+  const int port_;
+};
+
+json Summarize(const json& rows, double wall_s) {
+  std::vector<double> ttft, itl, e2e;
+  int64_t out_tokens = 0, prompt = 0, cached = 0, ssd = 0;
+  int errors = 0;
+  for (const auto& r : rows) {
+    if (!r["ok"].get<bool>()) {
+      ++errors;
+      continue;
+    }
+    ttft.push_back(r["ttft_ms"]);
+    e2e.push_back(r["e2e_ms"]);
+    if (r["output_tokens"].get<int64_t>() > 1) itl.push_back(r["mean_itl_ms"]);
+    out_tokens += r["output_tokens"].get<int64_t>();
+    prompt += r["prompt_tokens"].get<int64_t>();
+    cached += r["cached_tokens"].get<int64_t>();
+    ssd += r["ssd_bytes"].get<int64_t>();
+  }
+  const size_t ok = ttft.size();
+  return {{"requests", rows.size()},
+          {"errors", errors},
+          {"wall_s", wall_s},
+          {"output_tokens", out_tokens},
+          {"output_tokens_per_s", wall_s > 0 ? out_tokens / wall_s : 0},
+          {"ttft_p50_ms", Percentile(ttft, 0.5)},
+          {"ttft_p95_ms", Percentile(ttft, 0.95)},
+          {"ttft_p99_ms", Percentile(ttft, 0.99)},
+          {"itl_p50_ms", Percentile(itl, 0.5)},
+          {"itl_p95_ms", Percentile(itl, 0.95)},
+          {"e2e_p50_ms", Percentile(e2e, 0.5)},
+          {"cached_fraction", prompt > 0 ? static_cast<double>(cached) / prompt : 0},
+          {"ssd_bytes_per_request", ok > 0 ? static_cast<double>(ssd) / ok : 0}};
+}
+
+int64_t PeakRssKiB() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss;
+}
+
+int Run(const ServeBenchArgs& a) {
+  if (a.out.empty()) return Fail(Status::InvalidArgument("--out is required"));
+  std::error_code ec;
+  std::filesystem::create_directories(a.out, ec);
+  if (ec) return Fail(Status::IOError("cannot create --out " + a.out + ": " + ec.message()));
+  std::vector<SystemRow> systems;
+  for (const auto& s : a.systems) {
+    auto row = ParseSystemRow(s);
+    if (!row.ok()) return Fail(row.status());
+    systems.push_back(*row);
+  }
+  for (const auto& w : a.workloads) {
+    if (w != "shared-prefix" && w != "multiturn") {
+      return Fail(
+          Status::InvalidArgument("--workloads: \"" + w + "\" is not shared-prefix or multiturn"));
+    }
+  }
+  if (a.port > 0 && systems.size() != 1) {
+    return Fail(Status::InvalidArgument(
+        "--port measures the server that runs there: give one --systems row (its budget)"));
+  }
+  for (int c : a.concurrency) {
+    if (c < 1) return Fail(Status::InvalidArgument("--concurrency values must be >= 1"));
+  }
+  if (a.requests < 1 || a.prefixes < 1 || a.documents < 1 || a.turns < 1 || a.max_tokens < 1 ||
+      a.prefix_tokens < 1 || a.suffix_tokens < 1 || a.turn_tokens < 1) {
+    return Fail(Status::InvalidArgument(
+        "--requests, --prefixes, --documents, --turns, --max-tokens and the token counts must "
+        "be >= 1"));
+  }
+  auto tok = Tokenizer::FromDirectory(a.model);
+  if (!tok.ok()) return Fail(tok.status());
+  const std::string text_path = a.text.empty() ? DataPath("data/pride_and_prejudice.txt") : a.text;
+  auto text = ReadTextArg(text_path);
+  if (!text.ok()) return Fail(text.status());
+  Corpus corpus;
+  auto ids = (*tok)->Encode(*text, false);
+  if (!ids.ok()) return Fail(ids.status());
+  corpus.ids = std::move(ids).value();
+  if (corpus.ids.empty()) return Fail(Status::InvalidArgument(text_path + " has no tokens"));
+
+  const int max_c = *std::max_element(a.concurrency.begin(), a.concurrency.end());
+  json all_rows = json::array(), summary = json::array();
+  for (const auto& workload : a.workloads) {
+    for (const auto& sys : systems) {
+      for (int c : a.concurrency) {
+        std::unique_ptr<Server> server;
+        int port = a.port;
+        const std::string store =
+            a.out + "/stores/" + workload + "-" + sys.label + "-c" + std::to_string(c);
+        if (port <= 0) {
+          std::filesystem::remove_all(store, ec);
+          ServerOptions so;
+          so.model_dir = a.model;
+          so.store_dir = store;
+          so.port = 0;
+          so.system = sys.system;
+          so.budget = sys.budget;
+          so.cache_bytes = a.cache_mib << 20;
+          so.max_running = a.max_running > 0 ? a.max_running : max_c;
+          so.max_queue = std::max(16, max_c);
+          so.store_min_tokens = 16;
+          auto started = Server::Start(so);
+          if (!started.ok()) return Fail(started.status());
+          server = std::move(started).value();
+          if (Status st = server->WaitReady(); !st.ok()) return Fail(st);
+          port = server->port();
+        }
+        WorkloadRun run(a, corpus, **tok, workload, sys, port);
+        std::cerr << workload << " " << sys.label << " c=" << c << ": warm-up\n";
+        if (Status st = run.WarmUp(); !st.ok()) return Fail(st);
+        const double steps0 = FetchMetric(a.host, port, "ckv_decode_steps_total");
+        const double rows0 = FetchMetric(a.host, port, "ckv_decode_rows_total");
+        const auto t0 = Clock::now();
+        json rows = run.Measure(c);
+        const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+        const double steps = FetchMetric(a.host, port, "ckv_decode_steps_total") - steps0;
+        const double drows = FetchMetric(a.host, port, "ckv_decode_rows_total") - rows0;
+        json s = Summarize(rows, wall);
+        s["workload"] = workload;
+        s["system"] = sys.label;
+        s["concurrency"] = c;
+        s["mean_decode_batch"] = steps > 0 ? drows / steps : 0;
+        s["peak_rss_mib"] = PeakRssKiB() / 1024.0;
+        std::cerr << "  " << s.dump() << "\n";
+        for (auto& r : rows) {
+          r["workload"] = workload;
+          r["system"] = sys.label;
+          r["concurrency"] = c;
+          all_rows.push_back(r);
+        }
+        summary.push_back(s);
+        if (server) server->Stop();
+      }
+    }
+  }
+  const std::vector<std::string> request_fields = {
+      "workload",      "system",   "concurrency",    "user",   "turn",          "ok",
+      "prompt_tokens", "ttft_ms",  "mean_itl_ms",    "e2e_ms", "output_tokens", "cached_tokens",
+      "ssd_bytes",     "queue_ms", "server_ttft_ms", "error"};
+  const std::vector<std::string> summary_fields = {"workload",
+                                                   "system",
+                                                   "concurrency",
+                                                   "requests",
+                                                   "errors",
+                                                   "wall_s",
+                                                   "output_tokens_per_s",
+                                                   "ttft_p50_ms",
+                                                   "ttft_p95_ms",
+                                                   "ttft_p99_ms",
+                                                   "itl_p50_ms",
+                                                   "itl_p95_ms",
+                                                   "e2e_p50_ms",
+                                                   "cached_fraction",
+                                                   "ssd_bytes_per_request",
+                                                   "mean_decode_batch",
+                                                   "peak_rss_mib"};
+  for (const Status& st : {WriteTextFile(a.out + "/requests.json", all_rows.dump(1) + "\n"),
+                           WriteTextFile(a.out + "/requests.csv", Csv(all_rows, request_fields)),
+                           WriteTextFile(a.out + "/summary.json", summary.dump(1) + "\n"),
+                           WriteTextFile(a.out + "/summary.csv", Csv(summary, summary_fields))}) {
+    if (!st.ok()) return Fail(st);
+  }
+  if (!a.no_plots) RenderPlots("bench/plot_serve.py", a.out);
+  std::cout << summary.dump(1) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+void RegisterBenchServe(CLI::App& bench, std::vector<Command>& out) {
+  auto a = std::make_shared<ServeBenchArgs>();
+  CLI::App* app = bench.add_subcommand(
+      "serve",
+      "Many users against ckv serve over HTTP: TTFT p50/p95/p99, inter-token latency, output "
+      "tokens/s, cached-token fraction, SSD bytes per request, per system and concurrency");
+  app->add_option("--model", a->model, "Model directory")->capture_default_str();
+  app->add_option("--text", a->text, "Text the prompts are cut from (default: the bundled novel)");
+  app->add_option("--workloads", a->workloads,
+                  "shared-prefix (many users, few long shared prefixes) and/or multiturn "
+                  "(conversations over a document: each turn's prompt is the previous one + "
+                  "its answer + a question)")
+      ->delimiter(',')
+      ->capture_default_str();
+  app->add_option(
+         "--systems", a->systems,
+         "Rows SYSTEM[:BUDGET], one server each on a fresh store: " + SystemNamesHelp(" | ") +
+             " (as-lru at 1.0 is full load; recompute stores nothing)")
+      ->delimiter(',')
+      ->capture_default_str();
+  app->add_option("--concurrency", a->concurrency, "Users in closed loop (a list)")
+      ->delimiter(',')
+      ->capture_default_str();
+  app->add_option("--requests", a->requests, "Measured requests per system and concurrency")
+      ->capture_default_str();
+  app->add_option("--prefix-tokens", a->prefix_tokens, "Tokens of each shared prefix / document")
+      ->capture_default_str();
+  app->add_option("--prefixes", a->prefixes, "shared-prefix: distinct shared prefixes")
+      ->capture_default_str();
+  app->add_option("--suffix-tokens", a->suffix_tokens, "shared-prefix: each user's own tokens")
+      ->capture_default_str();
+  app->add_option("--max-tokens", a->max_tokens, "Tokens generated per request")
+      ->capture_default_str();
+  app->add_option("--turns", a->turns, "multiturn: turns per conversation")->capture_default_str();
+  app->add_option("--turn-tokens", a->turn_tokens, "multiturn: tokens of each question")
+      ->capture_default_str();
+  app->add_option("--documents", a->documents, "multiturn: distinct documents")
+      ->capture_default_str();
+  app->add_option("--max-running", a->max_running,
+                  "Server's --max-running (0 = the largest concurrency)")
+      ->capture_default_str();
+  app->add_option("--cache-mib", a->cache_mib, "Server's memory cache of prefix KV (MiB)")
+      ->capture_default_str();
+  app->add_option("--timeout", a->timeout_s, "Client read timeout per request (s)")
+      ->capture_default_str();
+  app->add_option("--host", a->host, "With --port: the server's address")->capture_default_str();
+  app->add_option("--port", a->port, "Measure a server already running there (one row)");
+  app->add_flag("--no-plots", a->no_plots, "Do not render the PNG plots (bench/plot_serve.py)");
+  app->add_option("--out", a->out,
+                  "Output directory: requests.json/.csv, summary.json/.csv, plots, stores/")
+      ->required();
+  out.push_back({app, [a] { return Run(*a); }});
+}
+
+}  // namespace ckv::cli

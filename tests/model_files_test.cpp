@@ -663,6 +663,33 @@ TEST(Safetensors, TruncatedFiles) {
   EXPECT_CONTAINS(ErrorOf(SafetensorsSet::OpenFile(cut)), cut);
 }
 
+TEST(Safetensors, ResidentReadsTheSameBytesAndTheSameErrors) {
+  const std::string dir = test::MakeTempDir("st-resident");
+  std::vector<OwnedTensor> ts;
+  ts.push_back(MakeTensor("a.weight", DType::kBF16, {64, 48}, 3));
+  ts.push_back(MakeTensor("b.weight", DType::kF32, {7, 5}, 4));
+  const std::string path = dir + "/model.safetensors";
+  ASSERT_TRUE(WriteSafetensors(path, Views(ts)).ok());
+  auto mapped = SafetensorsSet::OpenFile(path, MmapFile::Mode::kMap);
+  auto resident = SafetensorsSet::OpenFile(path, MmapFile::Mode::kResident);
+  ASSERT_TRUE(mapped.ok() && resident.ok());
+  for (const auto& [name, t] : mapped->tensors()) {
+    const TensorView* r = resident->Find(name);
+    ASSERT_NE(r, nullptr) << name;
+    ASSERT_EQ(r->nbytes, t.nbytes);
+    EXPECT_NE(r->data, t.data);  // a copy, not the mapping
+    EXPECT_EQ(std::memcmp(r->data, t.data, t.nbytes), 0) << name;
+  }
+  // A file cut inside its data fails the same way, naming the file.
+  const std::string bytes = test::ReadFileOrDie(path);
+  const std::string cut = dir + "/cut.safetensors";
+  WriteBytes(cut, bytes.substr(0, bytes.size() - 5));
+  const std::string err = ErrorOf(SafetensorsSet::OpenFile(cut, MmapFile::Mode::kResident));
+  EXPECT_CONTAINS(err, cut);
+  EXPECT_CONTAINS(err, "beyond the data buffer");
+  EXPECT_CONTAINS(ErrorOf(MmapFile::Open(dir + "/nope", MmapFile::Mode::kResident)), "nope");
+}
+
 TEST(Safetensors, AbsurdHeaderLength) {
   const std::string dir = test::MakeTempDir("st-len");
   for (uint64_t n : {uint64_t{1000}, uint64_t{1} << 40, ~uint64_t{0}}) {

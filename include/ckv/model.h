@@ -23,6 +23,11 @@ struct ModelOptions {
   bool pack_weights = false;
   // Load without a tokenizer (ids-only use) when tokenizer.json is absent.
   bool require_tokenizer = true;
+  // Read the weights into memory backed by huge pages at load, instead of mapping the files:
+  // decode streams every weight once per token, and page-cache pages (4 KiB) cut the read
+  // rate (docs/BENCHMARKS.md, "Decode and memory bandwidth"). Costs the read at load and
+  // the weights' size in anonymous memory; false maps them lazily.
+  bool resident_weights = true;
 };
 
 class Model {

@@ -24,7 +24,9 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& dir, const ModelOp
           " tokens but config.json vocab_size is " + std::to_string(m->config_.vocab_size));
     }
   }
-  CKV_ASSIGN_OR_RETURN(SafetensorsSet tensors, SafetensorsSet::Open(dir));
+  CKV_ASSIGN_OR_RETURN(SafetensorsSet tensors,
+                       SafetensorsSet::Open(dir, opts.resident_weights ? MmapFile::Mode::kResident
+                                                                       : MmapFile::Mode::kMap));
   TransformerOptions to;
   to.pack_weights = opts.pack_weights;
   auto t = Transformer::Create(std::move(tensors), m->config_, to);

@@ -74,7 +74,9 @@ class MatmulCache {
       prims_;
 };
 
-std::shared_ptr<MatmulCache> NewMatmulCache() { return std::make_shared<MatmulCache>(); }
+std::shared_ptr<MatmulCache> NewMatmulCache() {
+  return std::make_shared<MatmulCache>();
+}
 
 struct Linear::Impl {
   std::shared_ptr<MatmulCache> cache;
@@ -190,14 +192,31 @@ void Linear::Forward(const float* x, int m, float* y, const uint16_t* x_bf16) co
 
 namespace {
 
-// Dot products of one weight row (stored type T) with m float32 input rows.
-template <DType T>
-inline void DotRow(const void* wrow_v, const float* x, int m, int64_t k, float* out) {
-  float acc_s[Linear::kGemvMaxRows] = {0};
+#if defined(__AVX512F__)
+// The sum of the 16 lanes in _mm512_reduce_add_ps's order (halves, quarters, pairs), through
+// memory: GCC 12 flags the intrinsic's (and the shuffles') undefined pass-through operand as
+// uninitialized once inlined into the unrolled loops below.
+inline float SumLanes(__m512 v) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, v);
+  float h[8], q[4];
+  for (int i = 0; i < 8; ++i) h[i] = t[i + 8] + t[i];
+  for (int i = 0; i < 4; ++i) q[i] = h[i + 4] + h[i];
+  return (q[0] + q[2]) + (q[1] + q[3]);
+}
+#endif
+
+// Dot products of one weight row (stored type T) with M float32 input rows. M is a template
+// parameter so the accumulators live in registers (a runtime row count left them in memory,
+// costing a store-forwarding round trip per FMA). Each row keeps one accumulator and the same
+// order whatever M is: a row computes the same bits alone or in a decode batch.
+template <DType T, int M>
+inline void DotRow(const void* wrow_v, const float* x, int64_t k, float* out) {
+  float acc_s[M] = {0};
   int64_t i = 0;
 #if defined(__AVX512F__)
-  __m512 acc[Linear::kGemvMaxRows];
-  for (int r = 0; r < m; ++r) acc[r] = _mm512_setzero_ps();
+  __m512 acc[M];
+  for (int r = 0; r < M; ++r) acc[r] = _mm512_setzero_ps();
   for (; i + 16 <= k; i += 16) {
     __m512 w;
     if constexpr (T == DType::kF32) {
@@ -211,9 +230,9 @@ inline void DotRow(const void* wrow_v, const float* x, int m, int64_t k, float* 
         w = _mm512_cvtph_ps(h);
       }
     }
-    for (int r = 0; r < m; ++r) acc[r] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + r * k + i), acc[r]);
+    for (int r = 0; r < M; ++r) acc[r] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + r * k + i), acc[r]);
   }
-  for (int r = 0; r < m; ++r) acc_s[r] = _mm512_reduce_add_ps(acc[r]);
+  for (int r = 0; r < M; ++r) acc_s[r] = SumLanes(acc[r]);
 #endif
   for (; i < k; ++i) {
     float w;
@@ -224,19 +243,34 @@ inline void DotRow(const void* wrow_v, const float* x, int m, int64_t k, float* 
     } else {
       w = F16ToF32(static_cast<const uint16_t*>(wrow_v)[i]);
     }
-    for (int r = 0; r < m; ++r) acc_s[r] += w * x[r * k + i];
+    for (int r = 0; r < M; ++r) acc_s[r] += w * x[r * k + i];
   }
-  for (int r = 0; r < m; ++r) out[r] = acc_s[r];
+  for (int r = 0; r < M; ++r) out[r] = acc_s[r];
+}
+
+template <DType T, int M>
+void GemvM(const void* w, int64_t out_features, int64_t k, const float* x, float* y) {
+  const size_t row_bytes = static_cast<size_t>(k) * DTypeSize(T);
+#pragma omp parallel for schedule(static) if (out_features * k >= kParallelGemvElements)
+  for (int64_t n = 0; n < out_features; ++n) {
+    float res[M];
+    DotRow<T, M>(static_cast<const char*>(w) + n * row_bytes, x, k, res);
+    for (int r = 0; r < M; ++r) y[r * out_features + n] = res[r];
+  }
 }
 
 template <DType T>
 void GemvT(const void* w, int64_t out_features, int64_t k, const float* x, int m, float* y) {
-  const size_t row_bytes = static_cast<size_t>(k) * DTypeSize(T);
-#pragma omp parallel for schedule(static) if (out_features * k >= kParallelGemvElements)
-  for (int64_t n = 0; n < out_features; ++n) {
-    float res[Linear::kGemvMaxRows];
-    DotRow<T>(static_cast<const char*>(w) + n * row_bytes, x, m, k, res);
-    for (int r = 0; r < m; ++r) y[r * out_features + n] = res[r];
+  static_assert(Linear::kGemvMaxRows == 4);
+  switch (m) {
+    case 1:
+      return GemvM<T, 1>(w, out_features, k, x, y);
+    case 2:
+      return GemvM<T, 2>(w, out_features, k, x, y);
+    case 3:
+      return GemvM<T, 3>(w, out_features, k, x, y);
+    default:
+      return GemvM<T, 4>(w, out_features, k, x, y);
   }
 }
 

@@ -146,8 +146,8 @@ int64_t TensorView::numel() const {
   return n;
 }
 
-Status SafetensorsSet::AddFile(const std::string& path) {
-  CKV_ASSIGN_OR_RETURN(std::shared_ptr<MmapFile> file, MmapFile::Open(path));
+Status SafetensorsSet::AddFile(const std::string& path, MmapFile::Mode mode) {
+  CKV_ASSIGN_OR_RETURN(std::shared_ptr<MmapFile> file, MmapFile::Open(path, mode));
   const unsigned char* base = file->data();
   const size_t size = file->size();
   if (size < 8) {
@@ -219,21 +219,21 @@ Status SafetensorsSet::AddFile(const std::string& path) {
   return Status::OK();
 }
 
-Result<SafetensorsSet> SafetensorsSet::OpenFile(const std::string& path) {
+Result<SafetensorsSet> SafetensorsSet::OpenFile(const std::string& path, MmapFile::Mode mode) {
   SafetensorsSet set;
   set.dir_ = std::filesystem::path(path).parent_path().string();
-  CKV_RETURN_IF_ERROR(set.AddFile(path));
+  CKV_RETURN_IF_ERROR(set.AddFile(path, mode));
   return set;
 }
 
-Result<SafetensorsSet> SafetensorsSet::Open(const std::string& dir) {
+Result<SafetensorsSet> SafetensorsSet::Open(const std::string& dir, MmapFile::Mode mode) {
   const std::string index_path = dir + "/" + kIndexName;
   if (!FileExists(index_path)) {
     if (!FileExists(dir + "/" + kSingleName)) {
       return Status::NotFound("neither " + std::string(kSingleName) + " nor " + kIndexName +
                               " found in model dir " + dir);
     }
-    CKV_ASSIGN_OR_RETURN(SafetensorsSet set, OpenFile(dir + "/" + kSingleName));
+    CKV_ASSIGN_OR_RETURN(SafetensorsSet set, OpenFile(dir + "/" + kSingleName, mode));
     set.dir_ = dir;
     return set;
   }
@@ -263,7 +263,9 @@ Result<SafetensorsSet> SafetensorsSet::Open(const std::string& dir) {
 
   SafetensorsSet set;
   set.dir_ = dir;
-  for (const std::string& shard : shards) CKV_RETURN_IF_ERROR(set.AddFile(dir + "/" + shard));
+  for (const std::string& shard : shards) {
+    CKV_RETURN_IF_ERROR(set.AddFile(dir + "/" + shard, mode));
+  }
   for (const auto& [tensor, shard] : tensor_to_shard) {
     const std::string shard_path = dir + "/" + shard;
     const TensorView* t = set.Find(tensor);

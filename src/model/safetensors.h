@@ -32,9 +32,12 @@ class SafetensorsSet {
   // Opens `dir/model.safetensors` or, if present, the shards listed in
   // `dir/model.safetensors.index.json`. Validates every header: JSON well-formed, dtypes
   // known, offsets in range and non-overlapping, shape x dtype size == byte size.
-  static Result<SafetensorsSet> Open(const std::string& dir);
+  // kResident reads the files into huge-page memory (MmapFile::Mode) instead of mapping them.
+  static Result<SafetensorsSet> Open(const std::string& dir,
+                                     MmapFile::Mode mode = MmapFile::Mode::kMap);
   // Opens one file.
-  static Result<SafetensorsSet> OpenFile(const std::string& path);
+  static Result<SafetensorsSet> OpenFile(const std::string& path,
+                                         MmapFile::Mode mode = MmapFile::Mode::kMap);
 
   const TensorView* Find(const std::string& name) const;
   // Error naming the tensor (and file) if missing or if dtype/shape differ from `shape`.
@@ -46,7 +49,7 @@ class SafetensorsSet {
 
  private:
   // Parses one file's header and adds its tensors; duplicate names are an error.
-  Status AddFile(const std::string& path);
+  Status AddFile(const std::string& path, MmapFile::Mode mode);
 
   std::string dir_;
   std::vector<std::shared_ptr<MmapFile>> files_;

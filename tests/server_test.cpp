@@ -587,7 +587,7 @@ TEST(ServerBatch, ConcurrentRequestsDecodeTogetherAndAnswerAsAlone) {
   const double rows0 = MetricValue(*run.client, "ckv_decode_rows_total");
   EXPECT_EQ(steps0, rows0);  // one at a time: batches of one
   const auto together = PostConcurrently(run.server->port(), bodies);
-  // Up to 4 rows, the batched projections compute each row as alone (the GEMV path).
+  // Up to 8 rows, the batched projections compute each row as alone (the GEMV path).
   EXPECT_EQ(together, alone);
   const double steps = MetricValue(*run.client, "ckv_decode_steps_total") - steps0;
   const double rows = MetricValue(*run.client, "ckv_decode_rows_total") - rows0;

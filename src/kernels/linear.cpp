@@ -261,7 +261,7 @@ void GemvM(const void* w, int64_t out_features, int64_t k, const float* x, float
 
 template <DType T>
 void GemvT(const void* w, int64_t out_features, int64_t k, const float* x, int m, float* y) {
-  static_assert(Linear::kGemvMaxRows == 4);
+  static_assert(Linear::kGemvMaxRows == 8);
   switch (m) {
     case 1:
       return GemvM<T, 1>(w, out_features, k, x, y);
@@ -269,8 +269,16 @@ void GemvT(const void* w, int64_t out_features, int64_t k, const float* x, int m
       return GemvM<T, 2>(w, out_features, k, x, y);
     case 3:
       return GemvM<T, 3>(w, out_features, k, x, y);
-    default:
+    case 4:
       return GemvM<T, 4>(w, out_features, k, x, y);
+    case 5:
+      return GemvM<T, 5>(w, out_features, k, x, y);
+    case 6:
+      return GemvM<T, 6>(w, out_features, k, x, y);
+    case 7:
+      return GemvM<T, 7>(w, out_features, k, x, y);
+    default:
+      return GemvM<T, 8>(w, out_features, k, x, y);
   }
 }
 

@@ -50,8 +50,10 @@ class Linear {
   int64_t out_features() const { return out_; }
   DType dtype() const { return dtype_; }
 
-  // Rows at or below this use the GEMV path.
-  static constexpr int kGemvMaxRows = 4;
+  // Rows at or below this use the GEMV path: each weight is loaded once for all rows (a decode
+  // batch of up to 8 sequences reads the weights once), and each row is computed exactly as
+  // it would be alone. Beyond, oneDNN's GEMM (activations rounded to bf16 for bf16 weights).
+  static constexpr int kGemvMaxRows = 8;
 
  private:
   struct Impl;

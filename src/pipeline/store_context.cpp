@@ -68,7 +68,7 @@ Result<StoredContext> StoreContext(const Model& model, PrefixStore& store,
   }
   // Pieces of piece_tokens; a short last piece is folded into the one before it, so that no
   // piece but a short context's only one takes the few-row (GEMV) path a prefill would not.
-  constexpr int64_t kShort = 8;
+  constexpr int64_t kShort = 16;  // above Linear::kGemvMaxRows
   for (int64_t b = kv.size(); b < n;) {
     int64_t e = std::min(n, b + options.piece_tokens);
     if (n - e > 0 && n - e < kShort) e = n;

@@ -5,7 +5,7 @@ CMAKE_FLAGS ?=
 
 PREFIX ?= /usr/local
 
-.PHONY: all deps configure build demo serve test node-deps test-asan test-tsan install fresh-check train-model clean format
+.PHONY: all deps configure build demo serve load-test test node-deps test-asan test-tsan install fresh-check train-model clean format
 
 all: build
 
@@ -32,6 +32,10 @@ node-deps:
 # ckv serve on the bundled model (Ctrl-C stops it).
 serve: build
 	@$(BUILD_DIR)/ckv serve --store /tmp/ckv-serve-store
+
+# The server's load test (64 clients, 1,000 requests) and 20 SIGKILLs during stores.
+load-test: build
+	@scripts/load-test.sh $(BUILD_DIR)
 
 # bin/ckv, the library, its headers and the bundled model/data under $(PREFIX).
 install: build

@@ -13,7 +13,7 @@ install(TARGETS ckv ckv_server EXPORT ContiguousKVTargets ARCHIVE DESTINATION ${
 install(DIRECTORY include/ckv DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY models/ DESTINATION ${CKV_SHARE_DIR}/models)
 install(DIRECTORY data/ DESTINATION ${CKV_SHARE_DIR}/data)
-install(PROGRAMS bench/plot_reprefill.py bench/plot_serve.py bench/summary_table.py bench/quality_pairs.py
+install(PROGRAMS bench/plot_reprefill.py bench/plot_serve.py bench/serve_table.py bench/summary_table.py bench/quality_pairs.py
         DESTINATION ${CKV_SHARE_DIR}/bench)
 install(FILES bench/reprefill_rows.py DESTINATION ${CKV_SHARE_DIR}/bench)
 

@@ -165,12 +165,10 @@ class WorkloadRun {
   json Measure(int users) {
     json rows = json::array();
     std::mutex mu;
-    std::atomic<int> next{0};
+    std::atomic<int> next{0}, conversations{0};
     auto user_loop = [&](int user) {
-      while (true) {
-        if (workload_ == "shared-prefix") {
-          const int i = next++;
-          if (i >= a_.requests) return;
+      if (workload_ == "shared-prefix") {
+        for (int i; (i = next++) < a_.requests;) {
           std::vector<int32_t> prompt = SharedPrefix(i % a_.prefixes);
           const auto q = corpus_.Slice(1000003 + int64_t{i} * a_.suffix_tokens, a_.suffix_tokens);
           prompt.insert(prompt.end(), q.begin(), q.end());
@@ -178,28 +176,38 @@ class WorkloadRun {
               PostStreamedCompletion(a_.host, port_, Body(prompt, a_.max_tokens), a_.timeout_s);
           std::lock_guard<std::mutex> lock(mu);
           rows.push_back(RequestRow(r, user, 0, static_cast<int64_t>(prompt.size())));
+        }
+        return;
+      }
+      // multiturn: each user goes on with its conversation (over one of the documents),
+      // each prompt the previous one + its answer + a new question, and starts another
+      // after `turns` turns; every user has work until the requests run out.
+      std::vector<int32_t> prompt;
+      int conversation = 0;
+      for (int turn = a_.turns;;) {
+        const int i = next++;
+        if (i >= a_.requests) return;
+        if (turn == a_.turns) {
+          conversation = conversations++;
+          prompt = SharedPrefix(conversation % a_.documents);
+          turn = 0;
+        }
+        const auto q = corpus_.Slice(2000003 + (int64_t{conversation} * 31 + turn) * a_.turn_tokens,
+                                     a_.turn_tokens);
+        prompt.insert(prompt.end(), q.begin(), q.end());
+        const auto r =
+            PostStreamedCompletion(a_.host, port_, Body(prompt, a_.max_tokens), a_.timeout_s);
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          rows.push_back(RequestRow(r, user, turn, static_cast<int64_t>(prompt.size())));
+        }
+        ++turn;
+        if (!r.ok()) {
+          turn = a_.turns;  // a failed turn ends its conversation
           continue;
         }
-        // multiturn: a conversation over one of the documents, turn after turn, each prompt
-        // the previous one + its answer + a new question.
-        const int first = next.fetch_add(a_.turns);
-        if (first >= a_.requests) return;
-        const int conversation = first / a_.turns;
-        std::vector<int32_t> prompt = SharedPrefix(conversation % a_.documents);
-        for (int t = 0; t < a_.turns && first + t < a_.requests; ++t) {
-          const auto q = corpus_.Slice(2000003 + (int64_t{conversation} * 31 + t) * a_.turn_tokens,
-                                       a_.turn_tokens);
-          prompt.insert(prompt.end(), q.begin(), q.end());
-          const auto r =
-              PostStreamedCompletion(a_.host, port_, Body(prompt, a_.max_tokens), a_.timeout_s);
-          {
-            std::lock_guard<std::mutex> lock(mu);
-            rows.push_back(RequestRow(r, user, t, static_cast<int64_t>(prompt.size())));
-          }
-          if (!r.ok()) break;
-          auto answer = tok_.Encode(r.text, /*add_special_tokens=*/false);
-          if (answer.ok()) prompt.insert(prompt.end(), answer->begin(), answer->end());
-        }
+        auto answer = tok_.Encode(r.text, /*add_special_tokens=*/false);
+        if (answer.ok()) prompt.insert(prompt.end(), answer->begin(), answer->end());
       }
     };
     std::vector<std::thread> threads;

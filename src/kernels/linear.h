@@ -54,6 +54,13 @@ class Linear {
   // batch of up to 8 sequences reads the weights once), and each row is computed exactly as
   // it would be alone. Beyond, oneDNN's GEMM (activations rounded to bf16 for bf16 weights).
   static constexpr int kGemvMaxRows = 8;
+  // Whether the GEMV path rounds x to bf16 for bf16 weights: it does where the CPU has
+  // AVX512-BF16 dot products (half the multiply-adds of a decode batch; linear.cpp).
+#if defined(__AVX512BF16__)
+  static constexpr bool kGemvRoundsBf16Input = true;
+#else
+  static constexpr bool kGemvRoundsBf16Input = false;
+#endif
 
  private:
   struct Impl;

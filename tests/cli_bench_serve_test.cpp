@@ -17,7 +17,7 @@ TEST(CliBenchServe, MeasuresEverySystemAndConcurrencyOverHttp) {
   const std::string dir = test::MakeTempDir("cli-bench-serve");
   const auto r =
       RunCli("bench serve --text " + test::TextDataDir() +
-             "/tinystories.txt --systems contiguouskv:0.5,as-lru,recompute --concurrency 1,3 "
+             "/tinystories.txt --systems contiguouskv:0.5,as-lru@mem:64,recompute --concurrency 1,3 "
              "--workloads shared-prefix,multiturn --requests 6 --prefix-tokens 128 --prefixes 2 "
              "--documents 2 --turns 3 --suffix-tokens 8 --turn-tokens 8 --max-tokens 6 --no-plots "
              "--out " +
@@ -64,6 +64,9 @@ TEST(CliBenchServe, ArgumentErrorsNameTheOption) {
   r = RunCli("bench serve --systems contiguouskv,recompute --port 9 --out " + dir);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("--port"), std::string::npos) << r.output;
+  r = RunCli("bench serve --systems as-lru@mem:0 --out " + dir);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("@mem:"), std::string::npos) << r.output;
   r = RunCli("bench serve --workloads chat --out " + dir);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("chat"), std::string::npos) << r.output;

@@ -4,6 +4,7 @@
 // the run records TTFT, inter-token latency, output tokens/s, the cached-token fraction and
 // SSD bytes per request. Or, with --port, one row against a server already running.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -53,15 +54,31 @@ struct ServeBenchArgs {
 
 // "system[:budget]": the server's --system and the requests' ckv_budget (as-lru defaults to
 // 1.0, full load; recompute has no budget and stores nothing).
+// "@mem:MIB" after a row keeps its prefix store in memory (tmpfs, /dev/shm) bounded to MIB:
+// a DRAM-only prefix cache of that size, as engines that keep prefixes in host memory have.
 struct SystemRow {
   std::string label;
   std::string system;
   double budget = 1.0;
+  int64_t memory_store_mib = 0;  // > 0: the store lives in /dev/shm, bounded
 };
 
-Result<SystemRow> ParseSystemRow(const std::string& spec) {
+Result<SystemRow> ParseSystemRow(const std::string& spec_in) {
   SystemRow row;
-  row.label = spec;
+  row.label = spec_in;
+  std::string spec = spec_in;
+  if (const auto at = spec.find("@mem:"); at != std::string::npos) {
+    try {
+      size_t used = 0;
+      const std::string n = spec.substr(at + 5);
+      row.memory_store_mib = std::stoll(n, &used);
+      if (used != n.size() || row.memory_store_mib < 1) throw std::invalid_argument("bad");
+    } catch (const std::exception&) {
+      return Status::InvalidArgument("--systems \"" + spec_in +
+                                     "\": @mem: takes a size in MiB >= 1");
+    }
+    spec = spec.substr(0, at);
+  }
   const auto colon = spec.find(':');
   row.system = spec.substr(0, colon);
   if (colon != std::string::npos) {
@@ -70,10 +87,10 @@ Result<SystemRow> ParseSystemRow(const std::string& spec) {
       row.budget = std::stod(spec.substr(colon + 1), &used);
       if (used != spec.size() - colon - 1) throw std::invalid_argument("trailing");
     } catch (const std::exception&) {
-      return Status::InvalidArgument("--systems \"" + spec + "\": the budget is not a number");
+      return Status::InvalidArgument("--systems \"" + spec_in + "\": the budget is not a number");
     }
     if (!(row.budget > 0 && row.budget <= 1)) {
-      return Status::InvalidArgument("--systems \"" + spec + "\": budget must be in (0, 1]");
+      return Status::InvalidArgument("--systems \"" + spec_in + "\": budget must be in (0, 1]");
     }
   }
   ReprefillOptions probe;
@@ -313,7 +330,9 @@ int Run(const ServeBenchArgs& a) {
         std::unique_ptr<Server> server;
         int port = a.port;
         const std::string store =
-            a.out + "/stores/" + workload + "-" + sys.label + "-c" + std::to_string(c);
+            (sys.memory_store_mib > 0 ? "/dev/shm/ckv-bench-serve-" + std::to_string(::getpid())
+                                      : a.out + "/stores") +
+            "/" + workload + "-" + sys.label + "-c" + std::to_string(c);
         if (port <= 0) {
           std::filesystem::remove_all(store, ec);
           ServerOptions so;
@@ -326,6 +345,7 @@ int Run(const ServeBenchArgs& a) {
           so.max_running = a.max_running > 0 ? a.max_running : max_c;
           so.max_queue = std::max(16, max_c);
           so.store_min_tokens = 16;
+          so.store_max_bytes = sys.memory_store_mib << 20;
           auto started = Server::Start(so);
           if (!started.ok()) return Fail(started.status());
           server = std::move(started).value();
@@ -357,6 +377,7 @@ int Run(const ServeBenchArgs& a) {
         }
         summary.push_back(s);
         if (server) server->Stop();
+        if (sys.memory_store_mib > 0) std::filesystem::remove_all(store, ec);
       }
     }
   }
@@ -387,6 +408,7 @@ int Run(const ServeBenchArgs& a) {
                            WriteTextFile(a.out + "/summary.csv", Csv(summary, summary_fields))}) {
     if (!st.ok()) return Fail(st);
   }
+  std::filesystem::remove_all("/dev/shm/ckv-bench-serve-" + std::to_string(::getpid()), ec);
   if (!a.no_plots) RenderPlots("bench/plot_serve.py", a.out);
   std::cout << summary.dump(1) << "\n";
   return 0;
@@ -408,10 +430,11 @@ void RegisterBenchServe(CLI::App& bench, std::vector<Command>& out) {
                   "its answer + a question)")
       ->delimiter(',')
       ->capture_default_str();
-  app->add_option(
-         "--systems", a->systems,
-         "Rows SYSTEM[:BUDGET], one server each on a fresh store: " + SystemNamesHelp(" | ") +
-             " (as-lru at 1.0 is full load; recompute stores nothing)")
+  app->add_option("--systems", a->systems,
+                  "Rows SYSTEM[:BUDGET][@mem:MIB], one server each on a fresh store: " +
+                      SystemNamesHelp(" | ") +
+                      " (as-lru at 1.0 is full load; recompute stores nothing; @mem:MIB keeps the "
+                      "store in memory, /dev/shm, bounded to MIB: a DRAM-only prefix cache)")
       ->delimiter(',')
       ->capture_default_str();
   app->add_option("--concurrency", a->concurrency, "Users in closed loop (a list)")

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <dnnl.hpp>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/convert.h"
@@ -145,7 +146,7 @@ Result<std::unique_ptr<Linear>> Linear::Create(const void* data, DType dtype, in
 
 void Linear::Forward(const float* x, int m, float* y, const uint16_t* x_bf16) const {
   if (m <= kGemvMaxRows) {
-    ForwardGemv(x, m, y);
+    ForwardGemv(x, m, y, x_bf16);
     return;
   }
   dnnl::stream stream(impl_->engine());
@@ -260,34 +261,41 @@ void GemvM(const void* w, int64_t out_features, int64_t k, const float* x, float
   }
 }
 
-template <DType T>
-void GemvT(const void* w, int64_t out_features, int64_t k, const float* x, int m, float* y) {
+// Calls f(std::integral_constant<int, M>{}) for the row count m (1..kGemvMaxRows): the GEMV
+// kernels take M as a template parameter so their accumulators stay in registers.
+template <typename F>
+void WithRowCount(int m, F&& f) {
   static_assert(Linear::kGemvMaxRows == 8);
   switch (m) {
     case 1:
-      return GemvM<T, 1>(w, out_features, k, x, y);
+      return f(std::integral_constant<int, 1>{});
     case 2:
-      return GemvM<T, 2>(w, out_features, k, x, y);
+      return f(std::integral_constant<int, 2>{});
     case 3:
-      return GemvM<T, 3>(w, out_features, k, x, y);
+      return f(std::integral_constant<int, 3>{});
     case 4:
-      return GemvM<T, 4>(w, out_features, k, x, y);
+      return f(std::integral_constant<int, 4>{});
     case 5:
-      return GemvM<T, 5>(w, out_features, k, x, y);
+      return f(std::integral_constant<int, 5>{});
     case 6:
-      return GemvM<T, 6>(w, out_features, k, x, y);
+      return f(std::integral_constant<int, 6>{});
     case 7:
-      return GemvM<T, 7>(w, out_features, k, x, y);
+      return f(std::integral_constant<int, 7>{});
     default:
-      return GemvM<T, 8>(w, out_features, k, x, y);
+      return f(std::integral_constant<int, 8>{});
   }
+}
+
+template <DType T>
+void GemvT(const void* w, int64_t out_features, int64_t k, const float* x, int m, float* y) {
+  WithRowCount(m, [&](auto rows) { GemvM<T, decltype(rows)::value>(w, out_features, k, x, y); });
 }
 
 #if defined(__AVX512BF16__)
 // bf16 weights times M bf16-rounded input rows with AVX512-BF16 dot products (vdpbf16ps: 32
 // weights per instruction and row, against 16 per float FMA after two conversions). One
 // stream is bound by memory either way; a decode batch of 2-8 rows is bound by multiply-adds
-// on the float path, and this halves them (bench model --batch 8: 153-198 against 98-120
+// on the float path, and this halves them (bench model --batch 8: 153-198 against 97-98
 // tok/s). Rounding the input to bf16 is what the batched (oneDNN) path does too. Every row has
 // one accumulator and the same order whatever M is: a row computes the same bits alone or in
 // a batch.
@@ -313,42 +321,31 @@ void GemvBf16Dot(const uint16_t* w, int64_t out_features, int64_t k, const uint1
   }
 }
 
-void GemvBf16Rounded(const void* w, int64_t out_features, int64_t k, const float* x, int m,
-                     float* y) {
-  std::vector<uint16_t> xb(static_cast<size_t>(m) * k);
-  for (int r = 0; r < m; ++r) F32ToBf16Row(x + r * k, xb.data() + r * k, k);
-  const auto* wb = static_cast<const uint16_t*>(w);
-  switch (m) {
-    case 1:
-      return GemvBf16Dot<1>(wb, out_features, k, xb.data(), y);
-    case 2:
-      return GemvBf16Dot<2>(wb, out_features, k, xb.data(), y);
-    case 3:
-      return GemvBf16Dot<3>(wb, out_features, k, xb.data(), y);
-    case 4:
-      return GemvBf16Dot<4>(wb, out_features, k, xb.data(), y);
-    case 5:
-      return GemvBf16Dot<5>(wb, out_features, k, xb.data(), y);
-    case 6:
-      return GemvBf16Dot<6>(wb, out_features, k, xb.data(), y);
-    case 7:
-      return GemvBf16Dot<7>(wb, out_features, k, xb.data(), y);
-    default:
-      return GemvBf16Dot<8>(wb, out_features, k, xb.data(), y);
+// `xb` is x rounded to bf16 when the caller shares one (Linear::WantsBf16Input), else null.
+void GemvBf16Rounded(const void* w, int64_t out_features, int64_t k, const float* x,
+                     const uint16_t* xb, int m, float* y) {
+  std::vector<uint16_t> own;
+  if (xb == nullptr) {
+    own.resize(static_cast<size_t>(m) * k);
+    for (int r = 0; r < m; ++r) F32ToBf16Row(x + r * k, own.data() + r * k, k);
+    xb = own.data();
   }
+  const auto* wb = static_cast<const uint16_t*>(w);
+  WithRowCount(m,
+               [&](auto rows) { GemvBf16Dot<decltype(rows)::value>(wb, out_features, k, xb, y); });
 }
 #endif
 
 }  // namespace
 
-void Linear::ForwardGemv(const float* x, int m, float* y) const {
+void Linear::ForwardGemv(const float* x, int m, float* y, const uint16_t* x_bf16) const {
   switch (dtype_) {
     case DType::kF32:
       GemvT<DType::kF32>(data_, out_, in_, x, m, y);
       break;
     case DType::kBF16:
 #if defined(__AVX512BF16__)
-      GemvBf16Rounded(data_, out_, in_, x, m, y);
+      GemvBf16Rounded(data_, out_, in_, x, x_bf16, m, y);
 #else
       GemvT<DType::kBF16>(data_, out_, in_, x, m, y);
 #endif

@@ -44,7 +44,9 @@ class Linear {
   // input (q/k/v, gate/up) so it is converted once.
   void Forward(const float* x, int m, float* y, const uint16_t* x_bf16 = nullptr) const;
   // Whether Forward with m rows would use a bf16 copy of x (so callers can share one).
-  bool WantsBf16Input(int m) const { return m > kGemvMaxRows && dtype_ == DType::kBF16; }
+  bool WantsBf16Input(int m) const {
+    return dtype_ == DType::kBF16 && (m > kGemvMaxRows || kGemvRoundsBf16Input);
+  }
 
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }
@@ -65,7 +67,7 @@ class Linear {
  private:
   struct Impl;
   Linear(std::unique_ptr<Impl> impl, const void* data, DType dtype, int64_t out, int64_t in);
-  void ForwardGemv(const float* x, int m, float* y) const;
+  void ForwardGemv(const float* x, int m, float* y, const uint16_t* x_bf16) const;
 
   std::unique_ptr<Impl> impl_;
   const void* data_;

@@ -53,17 +53,22 @@ void ReprefillSequence::Impl::ReleaseIoPath() {
   }
 }
 
+void ReprefillSequence::Impl::ReleasePrefillActivations() {
+  x = {};
+  q = {};
+  k = {};
+  v = {};
+  pos = {};
+  scratch = Scratch{};
+}
+
 void ReprefillSequence::Impl::Finish() {
   phase = Phase::kFinished;
   // What decoding held is not needed any more; the result stays.
   suffix_k = {};
   suffix_v = {};
   dctx = DecodeContext{};
-  x = {};
-  q = {};
-  k = {};
-  v = {};
-  scratch = Scratch{};
+  ReleasePrefillActivations();  // a sequence cancelled in its prefill still holds them
   res.stats = stats;
   if (tracer != nullptr && !opts.trace_path.empty()) {
     // The answer stands without its trace.

@@ -301,13 +301,7 @@ void FinishPrefill(Impl& s, const Transformer& tf, UnitLoader* loader, double io
     stats.attended_fraction =
         static_cast<double>(s.attended_tokens) / (static_cast<double>(s.n_p) * cfg.num_layers);
   }
-  // The prefill's activations are not needed for decoding.
-  s.x = {};
-  s.q = {};
-  s.k = {};
-  s.v = {};
-  s.scratch = Scratch{};
-  s.pos = {};
+  s.ReleasePrefillActivations();  // decoding does not need them
   const int kv_dim = cfg.kv_dim();
   for (auto& dl : s.dctx.layers) {
     int64_t off = 0;

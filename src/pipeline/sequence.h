@@ -53,6 +53,8 @@ struct ReprefillSequence::Impl {
 
   // Ends the policy (waiting for the reads it issued) and gives the I/O path back.
   void ReleaseIoPath();
+  // Frees the prefill's activations (x, q, k, v, positions, scratch).
+  void ReleasePrefillActivations();
   // The request is done: final stats into the result, trace written.
   void Finish();
 

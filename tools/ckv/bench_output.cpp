@@ -8,6 +8,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "common/text_file.h"
 #include "data_dir.h"
 
 namespace ckv::cli {
@@ -32,6 +33,19 @@ std::string Csv(const nlohmann::json& rows, const std::vector<std::string>& fiel
     csv << "\n";
   }
   return csv.str();
+}
+
+Status WriteBenchTables(const std::string& out, const nlohmann::json& requests,
+                        const std::vector<std::string>& request_fields,
+                        const nlohmann::json& summary,
+                        const std::vector<std::string>& summary_fields) {
+  for (const Status& st : {WriteTextFile(out + "/requests.json", requests.dump(1) + "\n"),
+                           WriteTextFile(out + "/requests.csv", Csv(requests, request_fields)),
+                           WriteTextFile(out + "/summary.json", summary.dump(1) + "\n"),
+                           WriteTextFile(out + "/summary.csv", Csv(summary, summary_fields))}) {
+    if (!st.ok()) return st;
+  }
+  return Status::OK();
 }
 
 void RenderPlots(const std::string& script_name, const std::string& out) {

@@ -15,7 +15,6 @@
 #include "ckv/prefix_store.h"
 #include "ckv/reprefill.h"
 #include "cli_common.h"
-#include "common/text_file.h"
 
 namespace ckv::cli {
 
@@ -394,11 +393,9 @@ int Run(BenchArgs& a) {
   std::vector<std::string> request_fields;
   if (!rows.empty())
     for (const auto& [key, value] : rows[0].items()) request_fields.push_back(key);
-  for (const Status& st : {WriteTextFile(a.out + "/requests.json", rows.dump(1) + "\n"),
-                           WriteTextFile(a.out + "/requests.csv", Csv(rows, request_fields)),
-                           WriteTextFile(a.out + "/summary.json", summary.dump(1) + "\n"),
-                           WriteTextFile(a.out + "/summary.csv", Csv(summary, summary_fields))}) {
-    if (!st.ok()) return Fail(st);
+  if (Status st = WriteBenchTables(a.out, rows, request_fields, summary, summary_fields);
+      !st.ok()) {
+    return Fail(st);
   }
   if (!a.no_plots) RenderPlots("bench/plot_reprefill.py", a.out);
   std::cout << summary.dump(1) << "\n";

@@ -20,7 +20,6 @@
 #include "ckv/server.h"
 #include "ckv/tokenizer.h"
 #include "cli_common.h"
-#include "common/text_file.h"
 #include "serve_client.h"
 
 namespace ckv::cli {
@@ -322,6 +321,14 @@ int Run(const ServeBenchArgs& a) {
   corpus.ids = std::move(ids).value();
   if (corpus.ids.empty()) return Fail(Status::InvalidArgument(text_path + " has no tokens"));
 
+  // The @mem rows' stores, removed on every way out (a failed row included).
+  struct RemoveDir {
+    std::string path;
+    ~RemoveDir() {
+      std::error_code ignored;
+      std::filesystem::remove_all(path, ignored);
+    }
+  } memory_stores{"/dev/shm/ckv-bench-serve-" + std::to_string(::getpid())};
   const int max_c = *std::max_element(a.concurrency.begin(), a.concurrency.end());
   json all_rows = json::array(), summary = json::array();
   for (const auto& workload : a.workloads) {
@@ -330,9 +337,8 @@ int Run(const ServeBenchArgs& a) {
         std::unique_ptr<Server> server;
         int port = a.port;
         const std::string store =
-            (sys.memory_store_mib > 0 ? "/dev/shm/ckv-bench-serve-" + std::to_string(::getpid())
-                                      : a.out + "/stores") +
-            "/" + workload + "-" + sys.label + "-c" + std::to_string(c);
+            (sys.memory_store_mib > 0 ? memory_stores.path : a.out + "/stores") + "/" + workload +
+            "-" + sys.label + "-c" + std::to_string(c);
         if (port <= 0) {
           std::filesystem::remove_all(store, ec);
           ServerOptions so;
@@ -402,13 +408,10 @@ int Run(const ServeBenchArgs& a) {
                                                    "ssd_bytes_per_request",
                                                    "mean_decode_batch",
                                                    "peak_rss_mib"};
-  for (const Status& st : {WriteTextFile(a.out + "/requests.json", all_rows.dump(1) + "\n"),
-                           WriteTextFile(a.out + "/requests.csv", Csv(all_rows, request_fields)),
-                           WriteTextFile(a.out + "/summary.json", summary.dump(1) + "\n"),
-                           WriteTextFile(a.out + "/summary.csv", Csv(summary, summary_fields))}) {
-    if (!st.ok()) return Fail(st);
+  if (Status st = WriteBenchTables(a.out, all_rows, request_fields, summary, summary_fields);
+      !st.ok()) {
+    return Fail(st);
   }
-  std::filesystem::remove_all("/dev/shm/ckv-bench-serve-" + std::to_string(::getpid()), ec);
   if (!a.no_plots) RenderPlots("bench/plot_serve.py", a.out);
   std::cout << summary.dump(1) << "\n";
   return 0;

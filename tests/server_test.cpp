@@ -128,6 +128,20 @@ std::string PlainGreedyText(const std::string& prompt, int max_tokens) {
   return g.ok() ? g->text : "";
 }
 
+// Flips one bit at byte 64 of every stored data segment (.kv) under `store`.
+void FlipAByteInEverySegment(const std::string& store) {
+  for (const auto& f : std::filesystem::directory_iterator(store + "/segments")) {
+    if (f.path().extension() != ".kv") continue;
+    std::fstream io(f.path(), std::ios::in | std::ios::out | std::ios::binary);
+    io.seekg(64);
+    char b = 0;
+    io.read(&b, 1);
+    b = static_cast<char>(b ^ 0x10);
+    io.seekp(64);
+    io.write(&b, 1);
+  }
+}
+
 json ChatBody(const json& messages, int max_tokens) {
   return {
       {"model", "stories"}, {"messages", messages}, {"max_tokens", max_tokens}, {"temperature", 0}};
@@ -389,16 +403,7 @@ TEST_F(ServerTest, ACorruptStoredUnitCostsARecomputeNotAWrongAnswer) {
       test::ReadFileOrDie(test::SourceDir() + "/data/demo_story.txt").substr(0, 900);
   Post(client(), "/v1/completions", {{"prompt", story}, {"max_tokens", 1}, {"temperature", 0}});
   WaitForStoreWriter(client());
-  for (const auto& f : std::filesystem::directory_iterator(store_ + "/segments")) {
-    if (f.path().extension() != ".kv") continue;
-    std::fstream io(f.path(), std::ios::in | std::ios::out | std::ios::binary);
-    io.seekg(64);
-    char b = 0;
-    io.read(&b, 1);
-    b = static_cast<char>(b ^ 0x10);
-    io.seekp(64);
-    io.write(&b, 1);
-  }
+  FlipAByteInEverySegment(store_);
   const std::string prompt = story + " The next day,";
   const json body = {
       {"prompt", prompt}, {"max_tokens", 16}, {"temperature", 0}, {"ckv_budget", 1.0}};
@@ -687,16 +692,7 @@ TEST(ServerBatch, ACorruptUnitUnderLoadCostsOneRecomputeNotAWrongAnswer) {
   WaitForStoreWriter(*run.client);
   // A byte flipped in every stored data segment, then four requests at once: three over the
   // damaged prefix, one unrelated.
-  for (const auto& f : std::filesystem::directory_iterator(store + "/segments")) {
-    if (f.path().extension() != ".kv") continue;
-    std::fstream io(f.path(), std::ios::in | std::ios::out | std::ios::binary);
-    io.seekg(64);
-    char b = 0;
-    io.read(&b, 1);
-    b = static_cast<char>(b ^ 0x10);
-    io.seekp(64);
-    io.write(&b, 1);
-  }
+  FlipAByteInEverySegment(store);
   const std::vector<std::string> prompts = {story + " The next day,", story + " Then",
                                             story + " Later that night,",
                                             "One day, a little fox found a red ball"};

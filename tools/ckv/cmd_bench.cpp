@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 
 #include "ckv/generate.h"
@@ -14,6 +15,7 @@
 #include "cli_common.h"
 #include "kernels/attention.h"
 #include "kernels/linear.h"
+#include "memory_read.h"
 
 namespace ckv::cli {
 namespace {
@@ -218,6 +220,7 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
     bool pack = false;
     bool json = false;
     std::vector<int> batches;
+    int64_t memory_mib = 1024;
   };
   auto ma = std::make_shared<ModelArgs>();
   CLI::App* mb = bench->add_subcommand("model", "Prefill and decode speed of a model (random ids)");
@@ -233,6 +236,10 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
                  "Also decode this many sequences together (a list: the server's batched "
                  "step, tokens/s summed over the batch)")
       ->delimiter(',');
+  mb->add_option("--memory-mib", ma->memory_mib,
+                 "Also measure the streaming read bandwidth (as `ckv bench memory`) on a buffer "
+                 "of this size between decode runs and report decode's fraction of it (0: off)")
+      ->capture_default_str();
   out.push_back({mb, [ma]() -> int {
                    auto t_load = Clock::now();
                    auto model = LoadModel(ma->model, ma->pack);
@@ -243,7 +250,16 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
                    std::uniform_int_distribution<int32_t> tok(0, std::min(c.vocab_size, 32000) - 1);
                    std::vector<int32_t> ids(ma->prompt_tokens);
                    for (auto& id : ids) id = tok(rng);
-                   double best_prefill = 1e30, best_decode = 1e30;
+                   if (ma->memory_mib < 0) {
+                     return Fail(Status::InvalidArgument("--memory-mib must be >= 0"));
+                   }
+                   std::optional<ReadBuffer> read_buffer;
+                   if (ma->memory_mib > 0) {
+                     auto rb = ReadBuffer::Create(static_cast<size_t>(ma->memory_mib) << 20);
+                     if (!rb.ok()) return Fail(rb.status());
+                     read_buffer.emplace(std::move(*rb));
+                   }
+                   double best_prefill = 1e30, best_decode = 1e30, best_memory = 0;
                    std::vector<float> logits;
                    for (int r = 0; r < ma->repeat; ++r) {
                      KVCache kv = (*model)->NewCache(KVPrecision::kBF16,
@@ -259,6 +275,10 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
                        if (!st.ok()) return Fail(st);
                      }
                      best_decode = std::min(best_decode, Seconds(t0));
+                     // Between decode runs, so both see the machine in the same minutes.
+                     for (int p = 0; read_buffer && p < 2; ++p) {
+                       best_memory = std::max(best_memory, read_buffer->ReadPassGbps());
+                     }
                    }
                    const double pf_flops = ForwardFlops(c, ma->prompt_tokens, 0);
                    nlohmann::json j{{"model", ma->model},
@@ -276,6 +296,11 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
                    const double wbytes = DecodeWeightBytes(c, (*model)->weight_dtype_name());
                    j["decode_weight_bytes"] = wbytes;
                    j["decode_read_gbps"] = wbytes * ma->decode_tokens / best_decode / 1e9;
+                   if (read_buffer) {
+                     // Best against best: decode's read rate as a fraction of the bound.
+                     j["memory_read_gbps_best"] = best_memory;
+                     j["decode_read_fraction"] = j["decode_read_gbps"].get<double>() / best_memory;
+                   }
                    for (int b : ma->batches) {
                      if (b < 1) return Fail(Status::InvalidArgument("--batch values must be >= 1"));
                      double best = 0;

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -707,6 +708,63 @@ TEST(ServerBatch, ACorruptUnitUnderLoadCostsOneRecomputeNotAWrongAnswer) {
   // The first request over the prefix found the damage and quarantined it; the others did
   // not read it again (one prefill at a time: the quarantine precedes the next lookup).
   EXPECT_EQ(MetricValue(*run.client, "ckv_prefix_fallbacks_total"), 1);
+}
+
+// A real full filesystem, not an injected error: the store on a small tmpfs (root only; skipped
+// where mounting is not allowed) while concurrent requests each leave a new prefix to store.
+// Stores that do not fit fail and are counted; every answer is still exactly plain
+// generation; what was stored verifies and opens after the server stops.
+class SmallTmpfs {
+ public:
+  explicit SmallTmpfs(const std::string& size) : dir_(test::MakeTempDir("tmpfs")) {
+    const std::string cmd = "mount -t tmpfs -o size=" + size + " ckv-test-tmpfs " + dir_ + " 2>&1";
+    mounted_ = ::geteuid() == 0 && test::RunCommand(cmd).exit_code == 0;
+  }
+  ~SmallTmpfs() {
+    if (mounted_) test::RunCommand("umount -l " + dir_);
+  }
+  bool mounted() const { return mounted_; }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  bool mounted_ = false;
+};
+
+TEST(ServerStore, ARealFullTmpfsUnderLoadCostsStoresNotAnswers) {
+  SmallTmpfs fs("640k");
+  if (!fs.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)";
+  const std::string store = fs.dir() + "/store";
+  {
+    ServerOptions o = BaseOptions(store);
+    o.max_running = 4;
+    o.budget = 1.0;  // exact attention: every answer must equal plain generation
+    Running run = StartServer(o);
+    ASSERT_TRUE(run.client);
+    const std::string story = test::ReadFileOrDie(test::TextDataDir() + "/tinystories.txt");
+    std::vector<std::string> prompts;
+    for (int i = 0; i < 12; ++i) prompts.push_back(story.substr(3000 * i, 700));
+    for (int wave = 0; wave < 2; ++wave) {  // the second wave finds some prefixes stored
+      std::vector<json> bodies;
+      for (const auto& p : prompts) {
+        bodies.push_back({{"prompt", p}, {"max_tokens", 8}, {"temperature", 0}});
+      }
+      const auto texts = PostConcurrently(run.server->port(), bodies);
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        EXPECT_EQ(texts[i], PlainGreedyText(prompts[i], 8)) << "wave " << wave << " request " << i;
+      }
+      WaitForStoreWriter(*run.client);
+    }
+    const double failed = MetricValue(*run.client, "ckv_store_writes_total{result=\"failed\"}");
+    const double stored = MetricValue(*run.client, "ckv_store_writes_total{result=\"stored\"}");
+    std::printf("tmpfs store: %.0f stored, %.0f failed (disk full), %.0f prefixes\n", stored,
+                failed, MetricValue(*run.client, "ckv_store_prefixes"));
+    EXPECT_GE(failed, 1);
+    EXPECT_GE(stored, 1);
+    EXPECT_GE(MetricValue(*run.client, "ckv_store_prefixes"), 1);
+  }
+  const auto verify = test::RunCli("cache verify --store " + store);
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
 }
 
 TEST(ServerBatch, BatchingOptionsAreChecked) {

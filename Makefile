@@ -46,17 +46,20 @@ install: build
 fresh-check:
 	@scripts/fresh-check.sh
 
-# The long-context model of models/ckv-long-8m (tools/train/README.md; ~1.5 h on 2 cores, not
-# in CI). Resumes from build-train/run/checkpoint.pt when there is one.
+# The long-context model of models/ckv-long-8m (tools/train/README.md; ~2.5 h on 2 cores, not
+# in CI): TRAIN_TOKENS of text, then TRAIN_REPEAT_TOKENS with doubled spans. Resumes from
+# build-train/run/checkpoint.pt when there is one.
 TRAIN_DIR ?= build-train
 TRAIN_TOKENS ?= 8e6
+TRAIN_REPEAT_TOKENS ?= 3e6
 train-model: build
 	@scripts/install-train-deps.sh
 	@/usr/bin/python3 tools/train/corpus.py --out $(TRAIN_DIR)/corpus
 	@[ -f $(TRAIN_DIR)/model/tokenizer.json ] || \
 	  /usr/bin/python3 tools/train/tokenizer.py --corpus $(TRAIN_DIR)/corpus --out $(TRAIN_DIR)/model
 	@/usr/bin/python3 tools/train/train.py --corpus $(TRAIN_DIR)/corpus \
-	  --tokenizer $(TRAIN_DIR)/model --out $(TRAIN_DIR)/run --tokens $(TRAIN_TOKENS)
+	  --tokenizer $(TRAIN_DIR)/model --out $(TRAIN_DIR)/run --tokens $(TRAIN_TOKENS) \
+	  --repeat-tokens $(TRAIN_REPEAT_TOKENS)
 	@/usr/bin/python3 tools/train/export.py --run $(TRAIN_DIR)/run --tokenizer $(TRAIN_DIR)/model \
 	  --out $(TRAIN_DIR)/export --check $(BUILD_DIR)/ckv
 

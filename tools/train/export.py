@@ -51,7 +51,16 @@ def plot_loss(log_csv, png):
     ax.set_title("window length by phase: grey lines", fontsize=8)
     ax.set_xlabel("training tokens (millions)")
     ax.set_ylabel("cross-entropy (nats/token)")
-    ax.legend()
+    ax.legend(loc="upper right")
+    # The second stage's induction probe (train.py --repeat-tokens), where the log has it, on
+    # its own axis: copying shows as a gap far above 0.
+    ind = [(int(r["tokens"]) / 1e6, float(r["induction_first"]) - float(r["induction_second"]))
+           for r in rows if r.get("induction_first")]
+    if ind:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*ind), "s-", ms=3, color="tab:red")
+        ax2.axhline(0, color="tab:red", lw=0.5, ls="--")
+        ax2.set_ylabel("induction probe: NLL first - repeated (nats)", color="tab:red")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(png, dpi=110)

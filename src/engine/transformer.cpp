@@ -143,9 +143,9 @@ void Transformer::ProjectQKV(int layer, const float* x, int n, const int32_t* po
   float* xn = scratch.F32(Scratch::kNormed, static_cast<size_t>(n) * hidden);
   RmsNorm(x, p.input_norm.data(), config_.rms_norm_eps, n, hidden, xn);
   const uint16_t* xb = SharedBf16Input(*p.q, xn, n, hidden, scratch);
-  const Linear* qkv[] = {p.q.get(), p.k.get(), p.v.get()};
-  float* const qkv_out[] = {q, k, v};
-  Linear::ForwardGroup(qkv, xn, n, qkv_out, xb);
+  p.q->Forward(xn, n, q, xb);
+  p.k->Forward(xn, n, k, xb);
+  p.v->Forward(xn, n, v, xb);
   if (!p.q_bias.empty()) AddBiasRows(q, p.q_bias.data(), n, config_.q_dim());
   if (!p.k_bias.empty()) AddBiasRows(k, p.k_bias.data(), n, config_.kv_dim());
   if (!p.v_bias.empty()) AddBiasRows(v, p.v_bias.data(), n, config_.kv_dim());
@@ -214,9 +214,8 @@ void Transformer::FinishLayer(int layer, float* x, int n, const float* attn,
   float* gate = scratch.F32(Scratch::kGate, rows * inter);
   float* up = scratch.F32(Scratch::kUp, rows * inter);
   const uint16_t* tb = SharedBf16Input(*p.gate, tmp, n, hidden, scratch);
-  const Linear* gate_up[] = {p.gate.get(), p.up.get()};
-  float* const gate_up_out[] = {gate, up};
-  Linear::ForwardGroup(gate_up, tmp, n, gate_up_out, tb);
+  p.gate->Forward(tmp, n, gate, tb);
+  p.up->Forward(tmp, n, up, tb);
   SiluMul(gate, up, gate, rows * inter);
   p.down->Forward(gate, n, tmp);
   AddInPlace(x, tmp, rows * hidden);

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <dnnl.hpp>
-#include <span>
 #include <type_traits>
 #include <vector>
 
@@ -195,39 +194,10 @@ void Linear::Forward(const float* x, int m, float* y, const uint16_t* x_bf16) co
 
 namespace {
 
-// One part of a (possibly fused) GEMV: `rows` weight rows of `k` elements at `w`, writing
-// y[r * rows + n] for input row r and output n.
-struct GemvPart {
-  const void* w;
-  int64_t rows;
-  float* y;
-};
-constexpr int kMaxGemvParts = 4;
-
-// Calls row(part, n) for every row of every part, all parts' rows split between threads as
-// one contiguous range each: one fork/join for a fused group. Measured on the 0.5B shape
-// (bench model, 1 and 8 streams): contiguous static ranges stream best, guided is no better;
-// dynamic chunks of 16-128 rows cost up to a third of decode's speed, and blocks of 4 weight
-// rows with 4 accumulator chains (or 2 chains per row) a fifth or more.
-template <typename Row>
-void ForEachRow(std::span<const GemvPart> parts, int64_t k, Row&& row) {
-  int64_t first_row[kMaxGemvParts + 1] = {0};
-  for (size_t p = 0; p < parts.size(); ++p) first_row[p + 1] = first_row[p] + parts[p].rows;
-  const int64_t total_rows = first_row[parts.size()];
-#pragma omp parallel for schedule(static) if (total_rows * k >= kParallelGemvElements)
-  for (int64_t n = 0; n < total_rows; ++n) {
-    size_t p = 0;
-    while (n >= first_row[p + 1]) ++p;
-    row(parts[p], n - first_row[p]);
-  }
-}
-
 #if defined(__AVX512F__)
 // The sum of the 16 lanes in _mm512_reduce_add_ps's order (halves, quarters, pairs), through
 // memory: GCC 12 flags the intrinsic's (and the shuffles') undefined pass-through operand as
-// uninitialized once inlined into the unrolled loops below. (Four shuffles and adds in
-// registers, with full-mask shuffles, measured slower: 8 rows' reductions per weight row then
-// compete with the dot products for the vector ports; the scalar adds here do not.)
+// uninitialized once inlined into the unrolled loops below.
 inline float SumLanes(__m512 v) {
   alignas(64) float t[16];
   _mm512_store_ps(t, v);
@@ -238,24 +208,12 @@ inline float SumLanes(__m512 v) {
 }
 #endif
 
-template <DType T>
-inline float LoadWeight(const void* w, int64_t i) {
-  if constexpr (T == DType::kF32) {
-    return static_cast<const float*>(w)[i];
-  } else if constexpr (T == DType::kBF16) {
-    return Bf16ToF32(static_cast<const uint16_t*>(w)[i]);
-  } else {
-    return F16ToF32(static_cast<const uint16_t*>(w)[i]);
-  }
-}
-
-// Dot products of one weight row (stored type T) with M float32 input rows, written to
-// y[r * ldy]. M is a template parameter so the accumulators live in registers (a runtime row
-// count left them in memory, costing a store-forwarding round trip per FMA). Each row keeps
-// one accumulator and the same order whatever M is: a row computes the same bits alone, in a
-// decode batch or in a fused group.
+// Dot products of one weight row (stored type T) with M float32 input rows. M is a template
+// parameter so the accumulators live in registers (a runtime row count left them in memory,
+// costing a store-forwarding round trip per FMA). Each row keeps one accumulator and the same
+// order whatever M is: a row computes the same bits alone or in a decode batch.
 template <DType T, int M>
-inline void DotRow(const void* wrow_v, const float* x, int64_t k, float* y, int64_t ldy) {
+inline void DotRow(const void* wrow_v, const float* x, int64_t k, float* out) {
   float acc_s[M] = {0};
   int64_t i = 0;
 #if defined(__AVX512F__)
@@ -279,10 +237,28 @@ inline void DotRow(const void* wrow_v, const float* x, int64_t k, float* y, int6
   for (int r = 0; r < M; ++r) acc_s[r] = SumLanes(acc[r]);
 #endif
   for (; i < k; ++i) {
-    const float w = LoadWeight<T>(wrow_v, i);
+    float w;
+    if constexpr (T == DType::kF32) {
+      w = static_cast<const float*>(wrow_v)[i];
+    } else if constexpr (T == DType::kBF16) {
+      w = Bf16ToF32(static_cast<const uint16_t*>(wrow_v)[i]);
+    } else {
+      w = F16ToF32(static_cast<const uint16_t*>(wrow_v)[i]);
+    }
     for (int r = 0; r < M; ++r) acc_s[r] += w * x[r * k + i];
   }
-  for (int r = 0; r < M; ++r) y[r * ldy] = acc_s[r];
+  for (int r = 0; r < M; ++r) out[r] = acc_s[r];
+}
+
+template <DType T, int M>
+void GemvM(const void* w, int64_t out_features, int64_t k, const float* x, float* y) {
+  const size_t row_bytes = static_cast<size_t>(k) * DTypeSize(T);
+#pragma omp parallel for schedule(static) if (out_features * k >= kParallelGemvElements)
+  for (int64_t n = 0; n < out_features; ++n) {
+    float res[M];
+    DotRow<T, M>(static_cast<const char*>(w) + n * row_bytes, x, k, res);
+    for (int r = 0; r < M; ++r) y[r * out_features + n] = res[r];
+  }
 }
 
 // Calls f(std::integral_constant<int, M>{}) for the row count m (1..kGemvMaxRows): the GEMV
@@ -311,14 +287,8 @@ void WithRowCount(int m, F&& f) {
 }
 
 template <DType T>
-void GemvFloat(std::span<const GemvPart> parts, int64_t k, const float* x, int m) {
-  const size_t row_bytes = static_cast<size_t>(k) * DTypeSize(T);
-  WithRowCount(m, [&](auto rows) {
-    constexpr int M = decltype(rows)::value;
-    ForEachRow(parts, k, [&](const GemvPart& part, int64_t n) {
-      DotRow<T, M>(static_cast<const char*>(part.w) + n * row_bytes, x, k, part.y + n, part.rows);
-    });
-  });
+void GemvT(const void* w, int64_t out_features, int64_t k, const float* x, int m, float* y) {
+  WithRowCount(m, [&](auto rows) { GemvM<T, decltype(rows)::value>(w, out_features, k, x, y); });
 }
 
 #if defined(__AVX512BF16__)
@@ -326,88 +296,64 @@ void GemvFloat(std::span<const GemvPart> parts, int64_t k, const float* x, int m
 // weights per instruction and row, against 16 per float FMA after two conversions). One
 // stream is bound by memory either way; a decode batch of 2-8 rows is bound by multiply-adds
 // on the float path, and this halves them (bench model --batch 8: 153-198 against 97-98
-// tok/s). Rounding the input to bf16 is what the batched (oneDNN) path does too. One
-// accumulator per input row, the same order whatever M is: a row computes the same bits
-// alone, in a batch or in a fused group.
+// tok/s). Rounding the input to bf16 is what the batched (oneDNN) path does too. Every row has
+// one accumulator and the same order whatever M is: a row computes the same bits alone or in
+// a batch.
 template <int M>
-inline void Bf16DotRow(const uint16_t* wr, int64_t k, const uint16_t* xb, float* y, int64_t ldy) {
+void GemvBf16Dot(const uint16_t* w, int64_t out_features, int64_t k, const uint16_t* xb, float* y) {
   const int64_t k_main = k / 32 * 32;
-  __m512 acc[M];
-  for (int r = 0; r < M; ++r) acc[r] = _mm512_setzero_ps();
-  for (int64_t i = 0; i < k_main; i += 32) {
-    const __m512bh wv = (__m512bh)_mm512_loadu_si512(wr + i);
-    for (int r = 0; r < M; ++r) {
-      acc[r] = _mm512_dpbf16_ps(acc[r], wv, (__m512bh)_mm512_loadu_si512(xb + r * k + i));
+#pragma omp parallel for schedule(static) if (out_features * k >= kParallelGemvElements)
+  for (int64_t n = 0; n < out_features; ++n) {
+    const uint16_t* wr = w + n * k;
+    __m512 acc[M];
+    for (int r = 0; r < M; ++r) acc[r] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k_main; i += 32) {
+      const __m512bh wv = (__m512bh)_mm512_loadu_si512(wr + i);
+      for (int r = 0; r < M; ++r) {
+        acc[r] = _mm512_dpbf16_ps(acc[r], wv, (__m512bh)_mm512_loadu_si512(xb + r * k + i));
+      }
     }
-  }
-  for (int r = 0; r < M; ++r) {
-    float s = SumLanes(acc[r]);
-    for (int64_t i = k_main; i < k; ++i) s += Bf16ToF32(wr[i]) * Bf16ToF32(xb[r * k + i]);
-    y[r * ldy] = s;
+    for (int r = 0; r < M; ++r) {
+      float s = SumLanes(acc[r]);
+      for (int64_t i = k_main; i < k; ++i) s += Bf16ToF32(wr[i]) * Bf16ToF32(xb[r * k + i]);
+      y[r * out_features + n] = s;
+    }
   }
 }
 
 // `xb` is x rounded to bf16 when the caller shares one (Linear::WantsBf16Input), else null.
-void GemvBf16Rounded(std::span<const GemvPart> parts, int64_t k, const float* x, const uint16_t* xb,
-                     int m) {
+void GemvBf16Rounded(const void* w, int64_t out_features, int64_t k, const float* x,
+                     const uint16_t* xb, int m, float* y) {
   std::vector<uint16_t> own;
   if (xb == nullptr) {
     own.resize(static_cast<size_t>(m) * k);
     for (int r = 0; r < m; ++r) F32ToBf16Row(x + r * k, own.data() + r * k, k);
     xb = own.data();
   }
-  WithRowCount(m, [&](auto rows) {
-    constexpr int M = decltype(rows)::value;
-    ForEachRow(parts, k, [&](const GemvPart& part, int64_t n) {
-      Bf16DotRow<M>(static_cast<const uint16_t*>(part.w) + n * k, k, xb, part.y + n, part.rows);
-    });
-  });
+  const auto* wb = static_cast<const uint16_t*>(w);
+  WithRowCount(m,
+               [&](auto rows) { GemvBf16Dot<decltype(rows)::value>(wb, out_features, k, xb, y); });
 }
 #endif
-
-// Every part's GEMV in one parallel pass (all parts share dtype and k).
-void GemvParts(DType dtype, std::span<const GemvPart> parts, int64_t k, const float* x,
-               const uint16_t* x_bf16, int m) {
-  switch (dtype) {
-    case DType::kF32:
-      GemvFloat<DType::kF32>(parts, k, x, m);
-      break;
-    case DType::kBF16:
-#if defined(__AVX512BF16__)
-      GemvBf16Rounded(parts, k, x, x_bf16, m);
-#else
-      (void)x_bf16;
-      GemvFloat<DType::kBF16>(parts, k, x, m);
-#endif
-      break;
-    case DType::kF16:
-      GemvFloat<DType::kF16>(parts, k, x, m);
-      break;
-  }
-}
 
 }  // namespace
 
 void Linear::ForwardGemv(const float* x, int m, float* y, const uint16_t* x_bf16) const {
-  const GemvPart part{data_, out_, y};
-  GemvParts(dtype_, std::span<const GemvPart>(&part, 1), in_, x, x_bf16, m);
-}
-
-void Linear::ForwardGroup(std::span<const Linear* const> group, const float* x, int m,
-                          std::span<float* const> ys, const uint16_t* x_bf16) {
-  bool fused = m <= kGemvMaxRows && !group.empty() && group.size() <= kMaxGemvParts &&
-               group.size() == ys.size();
-  for (const Linear* lin : group) {
-    fused = fused && lin->dtype_ == group[0]->dtype_ && lin->in_ == group[0]->in_;
+  switch (dtype_) {
+    case DType::kF32:
+      GemvT<DType::kF32>(data_, out_, in_, x, m, y);
+      break;
+    case DType::kBF16:
+#if defined(__AVX512BF16__)
+      GemvBf16Rounded(data_, out_, in_, x, x_bf16, m, y);
+#else
+      GemvT<DType::kBF16>(data_, out_, in_, x, m, y);
+#endif
+      break;
+    case DType::kF16:
+      GemvT<DType::kF16>(data_, out_, in_, x, m, y);
+      break;
   }
-  if (!fused) {
-    for (size_t i = 0; i < group.size(); ++i) group[i]->Forward(x, m, ys[i], x_bf16);
-    return;
-  }
-  GemvPart parts[kMaxGemvParts];
-  for (size_t i = 0; i < group.size(); ++i) parts[i] = {group[i]->data_, group[i]->out_, ys[i]};
-  GemvParts(group[0]->dtype_, std::span<const GemvPart>(parts, group.size()), group[0]->in_, x,
-            x_bf16, m);
 }
 
 }  // namespace ckv

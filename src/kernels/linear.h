@@ -8,7 +8,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <span>
 #include <string>
 #include <vector>
 
@@ -44,13 +43,6 @@ class Linear {
   // `x_bf16` (optional) is x already rounded to bf16, shared by Linears reading the same
   // input (q/k/v, gate/up) so it is converted once.
   void Forward(const float* x, int m, float* y, const uint16_t* x_bf16 = nullptr) const;
-  // Forward of Linears reading the same input (q/k/v, gate/up): ys[i] = x group[i]^T. On the
-  // GEMV path (m <= kGemvMaxRows, same dtype and input size, at most 4) in one parallel pass:
-  // one fork/join and one split of all their rows between threads, where a 128-row k or v
-  // projection alone is too small to split and runs on one thread. Same bits as Forward one
-  // by one.
-  static void ForwardGroup(std::span<const Linear* const> group, const float* x, int m,
-                           std::span<float* const> ys, const uint16_t* x_bf16 = nullptr);
   // Whether Forward with m rows would use a bf16 copy of x (so callers can share one).
   bool WantsBf16Input(int m) const {
     return dtype_ == DType::kBF16 && (m > kGemvMaxRows || kGemvRoundsBf16Input);

@@ -152,3 +152,30 @@ TEST(CliBenchMemory, ReportsBestAndMedianAndNamesBadSizes) {
 
 }  // namespace
 }  // namespace ckv
+
+namespace ckv {
+namespace {
+
+// `ckv bench tokenizer`: the ids it counts are the tokenizer's (checked against `ckv tokenize`
+// on the same text), with positive rates; a missing file is named.
+TEST(CliBenchTokenizer, CountsTheTokenizersIdsAndNamesAMissingFile) {
+  const std::string dir = test::MakeTempDir("cli-bench-tok");
+  const std::string text = "Once upon a time, a little fox found a red ball in the park.";
+  std::ofstream(dir + "/t.txt") << text;
+  Ran r = RunCli("bench tokenizer --text " + dir + "/t.txt --repeat 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  nlohmann::json j = LastJsonLine(r.output);
+  ASSERT_TRUE(j.is_object()) << r.output;
+  const Ran ids = RunCli("tokenize --no-special --json --text \"" + text + "\"");
+  ASSERT_EQ(ids.exit_code, 0) << ids.output;
+  EXPECT_EQ(j["tokens"].get<size_t>(), LastJsonLine(ids.output)["ids"].size());
+  EXPECT_EQ(j["text_bytes"].get<size_t>(), text.size());
+  EXPECT_GT(j["encode_tokens_per_s"].get<double>(), 0);
+  EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0);
+  r = RunCli("bench tokenizer --text " + dir + "/missing.txt");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("missing.txt"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace ckv

@@ -76,6 +76,8 @@ void RegisterBenchStore(CLI::App& bench, std::vector<Command>& out);
 void RegisterBenchReprefill(CLI::App& bench, std::vector<Command>& out);
 // `bench memory` (cmd_bench_memory.cpp): streaming read bandwidth.
 void RegisterBenchMemory(CLI::App& bench, std::vector<Command>& out);
+// `bench tokenizer` (cmd_bench_tokenizer.cpp): encode/decode speed of a model's tokenizer.
+void RegisterBenchTokenizer(CLI::App& bench, std::vector<Command>& out);
 // `bench serve` (cmd_bench_serve.cpp): many users against ckv serve over HTTP.
 void RegisterBenchServe(CLI::App& bench, std::vector<Command>& out);
 

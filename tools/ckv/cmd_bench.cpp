@@ -178,6 +178,7 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
   RegisterBenchStore(*bench, out);
   RegisterBenchServe(*bench, out);
   RegisterBenchMemory(*bench, out);
+  RegisterBenchTokenizer(*bench, out);
 
   struct GemmArgs {
     int m = 512, k = 896, n = 4864, repeat = 20;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -62,6 +63,11 @@ void RegisterCache(CLI::App& root, std::vector<Command>& out);
 void RegisterReprefill(CLI::App& root, std::vector<Command>& out);
 void RegisterEval(CLI::App& root, std::vector<Command>& out);
 void RegisterEvalPerplexity(CLI::App& eval, std::vector<Command>& out);
+
+// Seconds elapsed since t0 (steady clock): what every benchmark times with.
+inline double SecondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 // The whole file named by a --text option; NotFound naming it when it cannot be read.
 Result<std::string> ReadTextArg(const std::string& path);

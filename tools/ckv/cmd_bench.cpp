@@ -22,10 +22,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double Seconds(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
 // Multiply-add work of one forward over n new tokens after `past` cached ones.
 double ForwardFlops(const ModelConfig& c, int64_t n, int64_t past) {
   const double h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
@@ -87,7 +83,7 @@ Result<double> BatchedDecodeRate(const Model& model, int batch, int prompt, int 
     for (auto* p : ptrs) after += static_cast<int64_t>(p->result().generated_ids.size());
     tokens += after - before;
   }
-  return tokens / Seconds(t0);
+  return tokens / SecondsSince(t0);
 }
 
 int RunGemm(int m, int k, int n, const std::string& dtype_name, int repeat) {
@@ -111,7 +107,7 @@ int RunGemm(int m, int k, int n, const std::string& dtype_name, int repeat) {
     (*lin)->Forward(x.data(), m, y.data());
     auto t0 = Clock::now();
     for (int r = 0; r < repeat; ++r) (*lin)->Forward(x.data(), m, y.data());
-    const double s = Seconds(t0) / repeat;
+    const double s = SecondsSince(t0) / repeat;
     rows.push_back({{"m", m},
                     {"k", k},
                     {"n", n},
@@ -150,7 +146,7 @@ int RunAttention(int queries, int prefix, int heads, int kv_heads, int head_dim,
   once();
   auto t0 = Clock::now();
   for (int r = 0; r < repeat; ++r) once();
-  const double s = Seconds(t0) / repeat;
+  const double s = SecondsSince(t0) / repeat;
   // QK^T and PV over the visible keys of each query.
   const double visible = double(queries) * prefix + queries * (queries + 1) / 2.0;
   // QK^T and PV; the probability-only kernel does QK^T twice and no PV.
@@ -245,7 +241,7 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
                    auto t_load = Clock::now();
                    auto model = LoadModel(ma->model, ma->pack);
                    if (!model.ok()) return Fail(model.status());
-                   const double load_s = Seconds(t_load);
+                   const double load_s = SecondsSince(t_load);
                    const ModelConfig& c = (*model)->config();
                    std::mt19937 rng(7);
                    std::uniform_int_distribution<int32_t> tok(0, std::min(c.vocab_size, 32000) - 1);
@@ -268,14 +264,14 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
                      auto t0 = Clock::now();
                      Status st = (*model)->Forward(ids, kv, &logits);
                      if (!st.ok()) return Fail(st);
-                     best_prefill = std::min(best_prefill, Seconds(t0));
+                     best_prefill = std::min(best_prefill, SecondsSince(t0));
                      t0 = Clock::now();
                      for (int d = 0; d < ma->decode_tokens; ++d) {
                        const int32_t one[1] = {Argmax(logits) % std::min(c.vocab_size, 32000)};
                        st = (*model)->Forward(one, kv, &logits);
                        if (!st.ok()) return Fail(st);
                      }
-                     best_decode = std::min(best_decode, Seconds(t0));
+                     best_decode = std::min(best_decode, SecondsSince(t0));
                      // Between decode runs, so both see the machine in the same minutes.
                      for (int p = 0; read_buffer && p < 2; ++p) {
                        best_memory = std::max(best_memory, read_buffer->ReadPassGbps());
@@ -296,11 +292,12 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
                    // with `ckv bench memory`.
                    const double wbytes = DecodeWeightBytes(c, (*model)->weight_dtype_name());
                    j["decode_weight_bytes"] = wbytes;
-                   j["decode_read_gbps"] = wbytes * ma->decode_tokens / best_decode / 1e9;
+                   const double decode_gbps = wbytes * ma->decode_tokens / best_decode / 1e9;
+                   j["decode_read_gbps"] = decode_gbps;
                    if (read_buffer) {
                      // Best against best: decode's read rate as a fraction of the bound.
                      j["memory_read_gbps_best"] = best_memory;
-                     j["decode_read_fraction"] = j["decode_read_gbps"].get<double>() / best_memory;
+                     j["decode_read_fraction"] = decode_gbps / best_memory;
                    }
                    for (int b : ma->batches) {
                      if (b < 1) return Fail(Status::InvalidArgument("--batch values must be >= 1"));

@@ -9,13 +9,6 @@
 #include "cli_common.h"
 
 namespace ckv::cli {
-namespace {
-
-double SecondsSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-}  // namespace
 
 void RegisterBenchTokenizer(CLI::App& bench, std::vector<Command>& out) {
   struct Args {

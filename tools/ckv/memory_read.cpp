@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "cli_common.h"
+
 namespace ckv::cli {
 namespace {
 
@@ -50,8 +52,7 @@ double ReadBuffer::ReadPassGbps() const {
   const auto t0 = std::chrono::steady_clock::now();
   volatile float sink = StreamRead(buf_.get(), bytes_ / sizeof(float));
   (void)sink;
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return bytes_ / s / 1e9;
+  return bytes_ / SecondsSince(t0) / 1e9;
 }
 
 }  // namespace ckv::cli

@@ -21,8 +21,6 @@ class ReadBuffer {
   // One timed pass over the whole buffer: GB/s.
   double ReadPassGbps() const;
 
-  size_t bytes() const { return bytes_; }
-
  private:
   struct FreeDeleter {
     void operator()(void* p) const { std::free(p); }

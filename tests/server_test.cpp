@@ -570,6 +570,23 @@ std::vector<std::string> PostConcurrently(int port, const std::vector<json>& bod
   return texts;
 }
 
+// Posts every prompt at once (greedy, `max_tokens`, plus the fields of `extra`) and expects
+// each answer to be exactly plain generation of that prompt alone.
+void ExpectConcurrentAnswersArePlainGeneration(int port, const std::vector<std::string>& prompts,
+                                               int max_tokens, const json& extra,
+                                               const std::string& what) {
+  std::vector<json> bodies;
+  for (const auto& p : prompts) {
+    json body = {{"prompt", p}, {"max_tokens", max_tokens}, {"temperature", 0}};
+    body.update(extra);
+    bodies.push_back(std::move(body));
+  }
+  const auto texts = PostConcurrently(port, bodies);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(texts[i], PlainGreedyText(prompts[i], max_tokens)) << what << " request " << i;
+  }
+}
+
 std::vector<json> FourPrompts(int max_tokens) {
   std::vector<json> bodies;
   for (const char* p : {"Once upon a time", "The little dog", "Lily and Ben went to the park",
@@ -697,14 +714,8 @@ TEST(ServerBatch, ACorruptUnitUnderLoadCostsOneRecomputeNotAWrongAnswer) {
   const std::vector<std::string> prompts = {story + " The next day,", story + " Then",
                                             story + " Later that night,",
                                             "One day, a little fox found a red ball"};
-  std::vector<json> bodies;
-  for (const auto& p : prompts) {
-    bodies.push_back({{"prompt", p}, {"max_tokens", 12}, {"temperature", 0}, {"ckv_store", false}});
-  }
-  const auto texts = PostConcurrently(run.server->port(), bodies);
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    EXPECT_EQ(texts[i], PlainGreedyText(prompts[i], 12)) << "request " << i;
-  }
+  ExpectConcurrentAnswersArePlainGeneration(run.server->port(), prompts, 12, {{"ckv_store", false}},
+                                            "corrupt store:");
   // The first request over the prefix found the damage and quarantined it; the others did
   // not read it again (one prefill at a time: the quarantine precedes the next lookup).
   EXPECT_EQ(MetricValue(*run.client, "ckv_prefix_fallbacks_total"), 1);
@@ -745,14 +756,8 @@ TEST(ServerStore, ARealFullTmpfsUnderLoadCostsStoresNotAnswers) {
     std::vector<std::string> prompts;
     for (int i = 0; i < 12; ++i) prompts.push_back(story.substr(3000 * i, 700));
     for (int wave = 0; wave < 2; ++wave) {  // the second wave finds some prefixes stored
-      std::vector<json> bodies;
-      for (const auto& p : prompts) {
-        bodies.push_back({{"prompt", p}, {"max_tokens", 8}, {"temperature", 0}});
-      }
-      const auto texts = PostConcurrently(run.server->port(), bodies);
-      for (size_t i = 0; i < prompts.size(); ++i) {
-        EXPECT_EQ(texts[i], PlainGreedyText(prompts[i], 8)) << "wave " << wave << " request " << i;
-      }
+      ExpectConcurrentAnswersArePlainGeneration(run.server->port(), prompts, 8, json::object(),
+                                                "wave " + std::to_string(wave) + ":");
       WaitForStoreWriter(*run.client);
     }
     const double failed = MetricValue(*run.client, "ckv_store_writes_total{result=\"failed\"}");

@@ -15,8 +15,8 @@
 #include "ckv/prefix_store.h"
 #include "ckv/reprefill.h"
 #include "kernels/dtype.h"
-#include "pipeline/baseline_reader.h"
 #include "pipeline/kv_source_policy.h"
+#include "pipeline/prefix_range_reader.h"
 #include "pipeline/trace.h"
 #include "pipeline/unit_loader.h"
 #include "test_util.h"
@@ -133,7 +133,6 @@ class SelectionReference : public ::testing::TestWithParam<double> {
     std::shared_ptr<const PrefixHandle> prefix;
     std::unique_ptr<UnitLoader> loader;
     Tracer tracer{false};
-    ReprefillStats stats;
     ReprefillOptions opts;
     RequestContext rc;
   };
@@ -166,7 +165,6 @@ class SelectionReference : public ::testing::TestWithParam<double> {
     s->rc.opts = &s->opts;
     s->rc.loader = s->loader.get();
     s->rc.tracer = &s->tracer;
-    s->rc.stats = &s->stats;
     return s;
   }
 
@@ -188,7 +186,7 @@ class SelectionReference : public ::testing::TestWithParam<double> {
       out.push_back(std::move(positions));
       policy.Observe(l, *ctx, {});
     }
-    policy.End();
+    (void)policy.End();
     return out;
   }
 };

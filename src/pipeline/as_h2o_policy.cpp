@@ -10,9 +10,10 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <utility>
 
 #include "common/clock.h"
-#include "pipeline/baseline_reader.h"
+#include "pipeline/prefix_range_reader.h"
 #include "policy/h2o_selection.h"
 
 namespace ckv {
@@ -33,7 +34,8 @@ class AsH2OLruPolicy : public KVSourcePolicy {
     half_bytes_ = static_cast<uint64_t>(c_) * kv_row_bytes_;
     shape_ = AttentionShape{ctx.config->num_heads, ctx.config->num_kv_heads, ctx.config->head_dim,
                             DType::kBF16};
-    reader_.Reset(ctx);
+    acct_ = {};
+    reader_.Reset(ctx, &acct_);
     selections_.assign(ctx.config->num_layers, {});
     layer_.clear();
     ahead_.clear();
@@ -80,7 +82,7 @@ class AsH2OLruPolicy : public KVSourcePolicy {
       const auto mass = TokenAttentionMass(q, n_q, q_pos, keys, suffix_keys, shape_);
       sel = TopKTokens(mass, k);
     }
-    ctx_.stats->scoring_ms += MsSince(t0);
+    acct_.scoring_ms += MsSince(t0);
     if (ctx_.tracer->enabled()) {
       ctx_.tracer->Complete(Tracer::kCompute, "h2o select L" + std::to_string(layer), tb,
                             ctx_.tracer->NowUs(),
@@ -157,16 +159,16 @@ class AsH2OLruPolicy : public KVSourcePolicy {
     for (const Block& b : layer_) {
       if (b.selected > 0) {
         const int64_t half_attended = b.selected * kv_row_bytes_;
-        if (b.k->from_ssd()) ctx_.stats->attended_ssd_bytes += half_attended;
-        if (b.v->from_ssd()) ctx_.stats->attended_ssd_bytes += half_attended;
+        if (b.k->from_ssd()) acct_.attended_ssd_bytes += half_attended;
+        if (b.v->from_ssd()) acct_.attended_ssd_bytes += half_attended;
       }
       reader_.Account(*b.k, /*scoring=*/b.selected == 0);
       if (b.v) reader_.Account(*b.v, /*scoring=*/false);
       reader_.Insert(*b.k);
       if (b.v) reader_.Insert(*b.v);
     }
-    ctx_.stats->chunks_selected += static_cast<int64_t>(selections_[layer].size());
-    ctx_.stats->attended_bytes += static_cast<int64_t>(sel.size()) * kv_row_bytes_ * 2;
+    acct_.chunks_selected += static_cast<int64_t>(selections_[layer].size());
+    acct_.attended_bytes += static_cast<int64_t>(sel.size()) * kv_row_bytes_ * 2;
     return out;
   }
 
@@ -183,11 +185,12 @@ class AsH2OLruPolicy : public KVSourcePolicy {
     }
   }
 
-  void End() override {
+  PolicyAccounting End() override {
     layer_.clear();
     ahead_.clear();
     ahead_layer_ = -1;
     reader_.Drain();
+    return std::exchange(acct_, {});
   }
 
   std::vector<std::vector<int64_t>> Selections() const override { return selections_; }
@@ -228,6 +231,7 @@ class AsH2OLruPolicy : public KVSourcePolicy {
   }
 
   RequestContext ctx_;
+  PolicyAccounting acct_;
   PrefixRangeReader reader_;
   int c_ = 64;
   int64_t kv_row_bytes_ = 0;

@@ -3,8 +3,9 @@
 // layers) in flight while the current layer computes; the engine's memory cache (LRU, as the
 // benchmark configures it for this system) serves units it still holds.
 #include <map>
+#include <utility>
 
-#include "pipeline/baseline_reader.h"
+#include "pipeline/prefix_range_reader.h"
 
 namespace ckv {
 namespace {
@@ -21,7 +22,8 @@ class AsLruPolicy : public KVSourcePolicy {
     p_ = layout.kind == LayoutKind::kContiguousPeriodMajor ? layout.period_layers : 1;
     groups_ = (ctx.config->num_layers + p_ - 1) / p_;
     kv_row_bytes_ = static_cast<int64_t>(ctx.config->kv_dim()) * 2;
-    reader_.Reset(ctx);
+    acct_ = {};
+    reader_.Reset(ctx, &acct_);
     units_.assign(groups_, {});
     importance_.assign(groups_, {});
     requested_.assign(groups_, false);
@@ -51,8 +53,8 @@ class AsLruPolicy : public KVSourcePolicy {
       out.spans.push_back({base, base + static_cast<int64_t>(c_) * kv_row_bytes_, tokens, j * c_});
       out.chunks.push_back(j);
       out.keep_alive.push_back(u);
-      ctx_.stats->attended_bytes += tokens * kv_row_bytes_ * 2;
-      if (u->from_ssd()) ctx_.stats->attended_ssd_bytes += tokens * kv_row_bytes_ * 2;
+      acct_.attended_bytes += tokens * kv_row_bytes_ * 2;
+      if (u->from_ssd()) acct_.attended_ssd_bytes += tokens * kv_row_bytes_ * 2;
     }
     return out;
   }
@@ -61,9 +63,10 @@ class AsLruPolicy : public KVSourcePolicy {
     AccumulateChunkMass(ctx, mass, importance_[layer / p_]);
   }
 
-  void End() override {
+  PolicyAccounting End() override {
     for (int g = 0; g < groups_; ++g) FinishGroup(g);
     reader_.Drain();
+    return std::exchange(acct_, {});
   }
 
   std::vector<std::vector<int64_t>> Selections() const override { return selections_; }
@@ -97,7 +100,7 @@ class AsLruPolicy : public KVSourcePolicy {
       units.push_back(std::move(r));
       selections_[g].push_back(j);
     }
-    ctx_.stats->chunks_selected += ctx_.n_chunks;
+    acct_.chunks_selected += ctx_.n_chunks;
     return Status::OK();
   }
 
@@ -116,6 +119,7 @@ class AsLruPolicy : public KVSourcePolicy {
   }
 
   RequestContext ctx_;
+  PolicyAccounting acct_;
   PrefixRangeReader reader_;
   int c_ = 64, p_ = 1, groups_ = 0;
   int64_t kv_row_bytes_ = 0;

@@ -2,17 +2,16 @@
 // layer from its full keys or from the stored key summaries), intra-period prefetch of the
 // selected chunks for all p layers at once, inter-period speculative prefetch of the current
 // selection for the next period at sub-period offset sp, and the attention-guided memory cache.
-#include <xxhash.h>
-
 #include <algorithm>
 #include <chrono>
 #include <map>
 #include <random>
 #include <set>
+#include <utility>
 
 #include "common/clock.h"
 #include "kernels/convert.h"
-#include "pipeline/kv_source_policy.h"
+#include "pipeline/prefix_range_reader.h"
 #include "policy/chunk_scoring.h"
 #include "policy/chunk_selection.h"
 
@@ -20,25 +19,6 @@ namespace ckv {
 namespace {
 
 using Clock = SteadyClock;
-
-// A read unit's bytes, from the SSD (a loader slot) or the memory cache.
-struct UnitData {
-  std::shared_ptr<UnitSlot> slot;  // set when read from SSD
-  ChunkCache::Data cached;         // set on a cache hit
-  ReadUnit unit;
-  ChunkKey key;
-  uint64_t data_offset = 0;  // where the wanted bytes start inside the unit
-  bool speculative = false;
-  const std::byte* bytes() const {
-    return cached ? reinterpret_cast<const std::byte*>(cached->data()) : slot->data();
-  }
-};
-
-// The cache keeps its own copy: the loader's buffer goes back to the bounded prefetch pool.
-ChunkCache::Data CopyOf(const UnitData& u) {
-  const auto* b = reinterpret_cast<const unsigned char*>(u.slot->data());
-  return std::make_shared<const std::vector<unsigned char>>(b, b + u.unit.length);
-}
 
 class ContiguousKVPolicy : public KVSourcePolicy {
  public:
@@ -54,15 +34,14 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     periods_ = (cfg.num_layers + p_ - 1) / p_;
     kv_row_bytes_ = static_cast<int64_t>(cfg.kv_dim()) * 2;
     shape_ = AttentionShape{cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, DType::kBF16};
+    acct_ = {};
+    reader_.Reset(ctx, &acct_);
     finished_.clear();
     scoring_keys_.clear();
     scoring_copies_.clear();
     selections_.assign(periods_, {});
     units_.assign(periods_, {});
     importance_.assign(periods_, {});
-    path_hash_.clear();
-    for (const StoreFile& f : ctx.prefix->files())
-      path_hash_.push_back(XXH3_64bits(f.path.data(), f.path.size()));
     if (ctx.opts->budget < 1.0 && !ctx.opts->random_selection) IssueScoringReads();
     return Status::OK();
   }
@@ -84,29 +63,20 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     const auto& sel = selections_[period];
     out.spans.reserve(sel.size());
     for (int64_t j : sel) {
-      auto it = units_[period].find(UnitKeyFor(layer, j));
+      CKV_ASSIGN_OR_RETURN(ReadUnit unit, ctx_.prefix->LocateUnit(layer, j));
+      auto it = units_[period].find(UnitKey(period, unit));
       if (it == units_[period].end())
         return Status::Internal("unit of selected chunk not requested");
-      UnitData& u = *it->second;
-      if (u.slot && !u.slot->ready()) {
-        const auto t0 = Clock::now();
-        const double b = ctx_.tracer->NowUs();
-        Status st = ctx_.loader->Wait(*u.slot);
-        ctx_.stats->io_wait_ms += MsSince(t0);
-        if (ctx_.tracer->enabled())
-          ctx_.tracer->Complete(Tracer::kCompute, "wait I/O", b, ctx_.tracer->NowUs());
-        CKV_RETURN_IF_ERROR(st);
-      } else if (u.slot) {
-        CKV_RETURN_IF_ERROR(u.slot->status());
-      }
+      const FetchedRange& u = *it->second.range;
+      CKV_RETURN_IF_ERROR(reader_.Wait(u));
       CKV_ASSIGN_OR_RETURN(Extent ext, ctx_.prefix->LocateExtent(layer, j));
-      const std::byte* base = u.bytes() + (ext.offset - u.unit.offset);
+      const std::byte* base = u.At(ext.offset);
       const int64_t tokens = ChunkTokensUsed(j);
       out.spans.push_back({base, base + static_cast<int64_t>(c_) * kv_row_bytes_, tokens, j * c_});
       out.chunks.push_back(j);
-      out.keep_alive.push_back(it->second);
-      ctx_.stats->attended_bytes += tokens * kv_row_bytes_ * 2;
-      if (u.slot) ctx_.stats->attended_ssd_bytes += tokens * kv_row_bytes_ * 2;
+      out.keep_alive.push_back(it->second.range);
+      acct_.attended_bytes += tokens * kv_row_bytes_ * 2;
+      if (u.from_ssd()) acct_.attended_ssd_bytes += tokens * kv_row_bytes_ * 2;
     }
     return out;
   }
@@ -117,14 +87,12 @@ class ContiguousKVPolicy : public KVSourcePolicy {
 
   std::vector<std::vector<int64_t>> Selections() const override { return selections_; }
 
-  void End() override {
+  PolicyAccounting End() override {
     if (periods_ > 0) FinishPeriod(periods_ - 1);
     // Reads still in flight (speculation for a period that never came) belong to this
     // request: finish them before it ends.
-    for (auto& weak : issued_) {
-      if (auto slot = weak.lock(); slot && !slot->ready()) (void)ctx_.loader->Wait(*slot);
-    }
-    issued_.clear();
+    reader_.Drain();
+    return std::exchange(acct_, {});
   }
 
  private:
@@ -132,15 +100,9 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     return std::min<int64_t>(c_, ctx_.prefix_tokens - j * c_);
   }
 
-  // Identifies a unit by file and offset (a unit is shared by the layers of a period).
-  Result<std::pair<ChunkKey, ReadUnit>> UnitOf(int layer, int64_t chunk) const {
-    CKV_ASSIGN_OR_RETURN(ReadUnit u, ctx_.prefix->LocateUnit(layer, chunk));
-    return std::make_pair(ChunkKey{path_hash_[u.file], layer / p_, static_cast<int64_t>(u.offset)},
-                          u);
-  }
-  ChunkKey UnitKeyFor(int layer, int64_t chunk) const {
-    auto r = UnitOf(layer, chunk);
-    return r.ok() ? r->first : ChunkKey{};
+  // A unit by file and offset (a unit is shared by the layers of a period).
+  ChunkKey UnitKey(int period, const ReadUnit& u) const {
+    return reader_.Key(u.file, RangeCut::kUnit, period, u.offset);
   }
 
   // Full-key scoring needs the keys of every chunk at each period's first layer; they do not
@@ -158,14 +120,14 @@ class ContiguousKVPolicy : public KVSourcePolicy {
               [prefix, b, layer](const std::byte* bytes) {
                 return prefix->VerifyBlock(b, layer, bytes);
               },
-              0, "summaries L" + std::to_string(layer)));
+              b.unit.offset, "summaries L" + std::to_string(layer)));
         }
         continue;
       }
       for (int64_t j = 0; j < ctx_.n_chunks; ++j) {
         auto ext = ctx_.prefix->LocateExtent(layer, j);
         if (!ext.ok()) {
-          scoring_units_[period].push_back(nullptr);  // reported when scoring needs it
+          scoring_units_[period].push_back({});  // reported when scoring needs it
           continue;
         }
         // The K half of the extent, widened to 4 KiB alignment for O_DIRECT. Scoring reads are
@@ -175,33 +137,29 @@ class ContiguousKVPolicy : public KVSourcePolicy {
         const uint64_t end = (ext->offset + k_bytes + 4095) & ~uint64_t{4095};
         const ReadUnit unit{ext->file, begin, static_cast<uint32_t>(end - begin)};
         scoring_units_[period].push_back(
-            ScoringRead(period, unit, nullptr, ext->offset - begin,
+            ScoringRead(period, unit, nullptr, ext->offset,
                         "keys L" + std::to_string(layer) + " c" + std::to_string(j)));
       }
     }
   }
 
-  std::shared_ptr<UnitData> ScoringRead(int period, const ReadUnit& unit,
-                                        std::function<Status(const std::byte*)> verify,
-                                        uint64_t data_offset, std::string label) {
-    auto data = std::make_shared<UnitData>();
-    data->unit = unit;
-    data->key = ChunkKey{path_hash_[unit.file], -1 - period, static_cast<int64_t>(unit.offset)};
-    data->data_offset = data_offset;
-    if (ctx_.cache != nullptr) {
-      if (auto hit = ctx_.cache->Lookup(data->key)) {
-        data->cached = std::move(hit);
-        ctx_.stats->scoring_bytes_hit += static_cast<int64_t>(data->cached->size());
-        scoring_keys_[period].push_back(data->key);
-        return data;
-      }
-    }
-    const StoreFile& f = ctx_.prefix->files()[unit.file];
-    data->slot = ctx_.loader->Load(f.direct_fd >= 0 ? f.direct_fd : f.fd, unit.offset, unit.length,
-                                   std::move(verify), std::move(label));
-    issued_.push_back(data->slot);
-    ctx_.stats->scoring_bytes_read += unit.length;
-    return data;
+  // One scoring range (all read in Begin, in period order) and the file offset of the data
+  // scoring uses inside it.
+  struct ScoringRange {
+    std::shared_ptr<FetchedRange> range;
+    uint64_t data_at = 0;
+    const std::byte* data() const { return range->At(data_at); }
+  };
+
+  ScoringRange ScoringRead(int period, const ReadUnit& unit,
+                           std::function<Status(const std::byte*)> verify, uint64_t data_at,
+                           std::string label) {
+    const ChunkKey key = reader_.Key(unit.file, RangeCut::kUnit, -1 - period, unit.offset);
+    auto r = reader_.Fetch(unit.file, unit.offset, unit.length, key, std::move(verify),
+                           std::move(label));
+    reader_.Account(*r, /*scoring=*/true);
+    if (!r->from_ssd()) scoring_keys_[period].push_back(key);
+    return ScoringRange{std::move(r), data_at};
   }
 
   Status SelectPeriod(int period, int layer, const float* q, int n_q, const int32_t* q_pos,
@@ -216,15 +174,9 @@ class ContiguousKVPolicy : public KVSourcePolicy {
       std::uniform_real_distribution<float> u(0.f, 1.f);
       for (auto& s : scores) s = u(rng);
     } else {
-      const auto w0 = Clock::now();
-      const double wb = ctx_.tracer->NowUs();
-      for (auto& u : scoring_units_[period]) {
-        if (!u) return Status::Internal("a scoring read could not be located in the store");
-        if (u->slot) CKV_RETURN_IF_ERROR(ctx_.loader->Wait(*u->slot));
-      }
-      ctx_.stats->io_wait_ms += MsSince(w0);
-      if (ctx_.tracer->enabled()) {
-        ctx_.tracer->Complete(Tracer::kCompute, "wait scoring reads", wb, ctx_.tracer->NowUs());
+      for (const ScoringRange& u : scoring_units_[period]) {
+        if (!u.range) return Status::Internal("a scoring read could not be located in the store");
+        CKV_RETURN_IF_ERROR(reader_.Wait(*u.range));
       }
       const double sb = ctx_.tracer->NowUs();
       if (ctx_.opts->scoring == ScoringSource::kSummaries) {
@@ -232,9 +184,7 @@ class ContiguousKVPolicy : public KVSourcePolicy {
       } else {
         std::vector<KVSpan> keys;
         for (int64_t j = 0; j < ctx_.n_chunks; ++j) {
-          const UnitData& u = *scoring_units_[period][j];
-          const std::byte* k = u.bytes() + u.data_offset;
-          keys.push_back({k, nullptr, ChunkTokensUsed(j), j * c_});
+          keys.push_back({scoring_units_[period][j].data(), nullptr, ChunkTokensUsed(j), j * c_});
         }
         scores = ScoreChunksByAttention(q, n_q, q_pos, keys, suffix_keys, shape_);
       }
@@ -243,8 +193,9 @@ class ContiguousKVPolicy : public KVSourcePolicy {
       // Copies go into the cache when the period is finished, with their importance: inserted
       // now, with none, a full cache would evict each one as the next came in.
       if (ctx_.cache != nullptr) {
-        for (auto& u : scoring_units_[period]) {
-          if (u->slot) scoring_copies_[period].emplace_back(u->key, CopyOf(*u));
+        for (const ScoringRange& u : scoring_units_[period]) {
+          if (u.range->from_ssd())
+            scoring_copies_[period].emplace_back(u.range->key, u.range->Copy());
         }
       }
       scoring_units_[period].clear();  // release the buffers
@@ -253,8 +204,8 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     SelectionBudget budget;
     budget.ratio = ctx_.opts->budget;
     selections_[period] = SelectChunks(scores, last_tokens, c_, budget);
-    ctx_.stats->chunks_selected += static_cast<int64_t>(selections_[period].size());
-    ctx_.stats->scoring_ms += MsSince(t0);
+    acct_.chunks_selected += static_cast<int64_t>(selections_[period].size());
+    acct_.scoring_ms += MsSince(t0);
     if (ctx_.tracer->enabled()) {
       ctx_.tracer->Complete(Tracer::kCompute, "select period " + std::to_string(period), b,
                             ctx_.tracer->NowUs(),
@@ -273,7 +224,7 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     const auto blocks = ctx_.prefix->SummaryBlocks(period * p_);
     for (size_t bi = 0; bi < blocks.size(); ++bi) {
       const LayerBlock& b = blocks[bi];
-      const auto* bf = reinterpret_cast<const uint16_t*>(scoring_units_[period][bi]->bytes());
+      const auto* bf = reinterpret_cast<const uint16_t*>(scoring_units_[period][bi].data());
       for (int64_t i = 0; i < b.n_chunks; ++i) {
         const int64_t j = b.first_chunk + i;
         if (j >= ctx_.n_chunks) break;
@@ -293,9 +244,9 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     std::set<int64_t> selected(selections_[period].begin(), selections_[period].end());
     // Speculative units of chunks that were not selected were wasted reads.
     for (auto it = units_[period].begin(); it != units_[period].end();) {
-      if (it->second->speculative && !selected.count(chunk_of_.at(it->first))) {
-        ++ctx_.stats->chunks_mispredicted;
-        if (it->second->slot) ctx_.stats->speculative_bytes_wasted += it->second->unit.length;
+      if (it->second.speculative && !selected.count(it->second.chunk)) {
+        ++acct_.chunks_mispredicted;
+        reader_.AccountWasted(*it->second.range);
         it = units_[period].erase(it);
       } else {
         ++it;
@@ -305,17 +256,8 @@ class ContiguousKVPolicy : public KVSourcePolicy {
       for (int l = first; l < last; ++l) CKV_RETURN_IF_ERROR(Request(period, l, j, false));
     }
     // Every unit left is attended: count each once, as every system does (ReprefillStats),
-    // speculative ones included, mispredicted ones (erased above) not.
-    if (ctx_.cache != nullptr) {
-      for (const auto& [key, u] : units_[period]) {
-        if (u->cached) {
-          ++ctx_.stats->cache_hits;
-          ctx_.stats->cache_bytes_hit += static_cast<int64_t>(u->cached->size());
-        } else {
-          ++ctx_.stats->cache_misses;
-        }
-      }
-    }
+    // speculative ones included, mispredicted ones (erased above) as wasted reads.
+    for (const auto& [key, u] : units_[period]) reader_.Account(*u.range, /*scoring=*/false);
     return Status::OK();
   }
 
@@ -326,32 +268,19 @@ class ContiguousKVPolicy : public KVSourcePolicy {
       for (int l = first; l < last; ++l) {
         // A speculative read that cannot be located is skipped and counted; if the chunk is
         // selected, its real request fails with the reason.
-        if (!Request(next_period, l, j, true).ok()) ++ctx_.stats->speculative_errors;
+        if (!Request(next_period, l, j, true).ok()) ++acct_.speculative_errors;
       }
     }
   }
 
   Status Request(int period, int layer, int64_t chunk, bool speculative) {
-    CKV_ASSIGN_OR_RETURN(auto ku, UnitOf(layer, chunk));
+    CKV_ASSIGN_OR_RETURN(const ReadUnit unit, ctx_.prefix->LocateUnit(layer, chunk));
+    const ChunkKey key = UnitKey(period, unit);
     auto& map = units_[period];
-    if (map.count(ku.first)) return Status::OK();
-    auto data = std::make_shared<UnitData>();
-    data->unit = ku.second;
-    data->key = ku.first;
-    data->speculative = speculative;
-    chunk_of_[ku.first] = chunk;
-    if (ctx_.cache != nullptr) {
-      if (auto hit = ctx_.cache->Lookup(ku.first)) {
-        data->cached = std::move(hit);
-        map.emplace(ku.first, std::move(data));
-        return Status::OK();
-      }
-    }
-    const StoreFile& f = ctx_.prefix->files()[ku.second.file];
+    if (map.count(key)) return Status::OK();
     auto prefix = ctx_.prefix;
     const int first = period * p_;
     const int last = std::min(first + p_, ctx_.config->num_layers);
-    const ReadUnit unit = ku.second;
     // Verify every extent of the unit this request will use (all layers of the period).
     auto verify = [prefix, unit, chunk, first, last](const std::byte* bytes) -> Status {
       for (int l = first; l < last; ++l) {
@@ -367,30 +296,20 @@ class ContiguousKVPolicy : public KVSourcePolicy {
       }
       return Status::OK();
     };
-    const int fd = f.direct_fd >= 0 ? f.direct_fd : f.fd;
     std::string label = "P" + std::to_string(period) + " c" + std::to_string(chunk);
-    if (speculative) {
-      // Speculation never blocks compute: skip it when the prefetch buffers are full.
-      data->slot = ctx_.loader->TryLoad(fd, unit.offset, unit.length, verify, std::move(label));
-      if (!data->slot) return Status::OK();
-    } else {
-      data->slot = ctx_.loader->Load(fd, unit.offset, unit.length, verify, std::move(label));
-    }
-    issued_.push_back(data->slot);
-    ctx_.stats->ssd_bytes_read += unit.length;
-    if (speculative) ++ctx_.stats->chunks_prefetched;
-    map.emplace(ku.first, std::move(data));
+    // Speculation never blocks compute: skipped when the prefetch buffers are full.
+    auto r =
+        speculative
+            ? reader_.FetchAhead(unit.file, unit.offset, unit.length, key, verify, std::move(label))
+            : reader_.Fetch(unit.file, unit.offset, unit.length, key, verify, std::move(label));
+    if (!r) return Status::OK();
+    if (speculative && r->from_ssd()) ++acct_.chunks_prefetched;
+    map.emplace(key, Unit{std::move(r), chunk, speculative});
     return Status::OK();
   }
 
   Status WaitAll(int period) {
-    for (auto& [key, u] : units_[period]) {
-      if (!u->slot) continue;
-      const auto t0 = Clock::now();
-      Status st = ctx_.loader->Wait(*u->slot);
-      ctx_.stats->io_wait_ms += MsSince(t0);
-      CKV_RETURN_IF_ERROR(st);
-    }
+    for (auto& [key, u] : units_[period]) CKV_RETURN_IF_ERROR(reader_.Wait(*u.range));
     return Status::OK();
   }
 
@@ -406,16 +325,14 @@ class ContiguousKVPolicy : public KVSourcePolicy {
       double top = 0;
       for (const auto& [chunk, imp] : importance_[period]) top = std::max(top, imp);
       for (auto& [key, data] : scoring_copies_[period]) {
-        ctx_.cache->Insert(key, std::move(data));
-        ctx_.cache->Feedback(key, top, 1.0);
+        reader_.Insert(key, std::move(data));
+        reader_.Feedback(key, top, 1.0);
       }
-      for (const ChunkKey& key : scoring_keys_[period]) ctx_.cache->Feedback(key, top, 1.0);
+      for (const ChunkKey& key : scoring_keys_[period]) reader_.Feedback(key, top, 1.0);
       for (auto& [key, u] : units_[period]) {
-        const int64_t chunk = chunk_of_.at(key);
-        if (u->slot && u->slot->ready() && u->slot->status().ok())
-          ctx_.cache->Insert(key, CopyOf(*u));
-        const auto imp = importance_[period].find(chunk);
-        ctx_.cache->Feedback(key, imp == importance_[period].end() ? 0.0 : imp->second, 1.0);
+        reader_.Insert(*u.range);
+        const auto imp = importance_[period].find(u.chunk);
+        reader_.Feedback(key, imp == importance_[period].end() ? 0.0 : imp->second, 1.0);
       }
     }
     scoring_keys_.erase(period);
@@ -423,23 +340,28 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     units_[period].clear();
   }
 
+  // A read unit a period attends (or was speculatively read for it).
+  struct Unit {
+    std::shared_ptr<FetchedRange> range;
+    int64_t chunk = 0;
+    bool speculative = false;
+  };
+
   RequestContext ctx_;
+  PolicyAccounting acct_;
+  PrefixRangeReader reader_;
   int c_ = 16, p_ = 8, periods_ = 0;
   int64_t kv_row_bytes_ = 0;
   AttentionShape shape_;
-  std::vector<uint64_t> path_hash_;
   std::vector<std::vector<int64_t>> selections_;
-  std::vector<std::map<ChunkKey, std::shared_ptr<UnitData>>> units_;
-  std::map<ChunkKey, int64_t> chunk_of_;
+  std::vector<std::map<ChunkKey, Unit>> units_;
   std::vector<std::map<int64_t, double>> importance_;
-  std::vector<std::vector<std::shared_ptr<UnitData>>> scoring_units_;
+  std::vector<std::vector<ScoringRange>> scoring_units_;
   // Per period until it is finished: scoring units the cache served, and copies of the ones
   // read from SSD, to insert with their importance.
   std::map<int, std::vector<ChunkKey>> scoring_keys_;
   std::map<int, std::vector<std::pair<ChunkKey, ChunkCache::Data>>> scoring_copies_;
   std::set<int> finished_;
-  // Weak: a slot's buffer returns to the bounded pool as soon as its layers are done.
-  std::vector<std::weak_ptr<UnitSlot>> issued_;
 };
 
 }  // namespace

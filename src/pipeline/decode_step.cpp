@@ -44,7 +44,8 @@ ReprefillSequence::Impl::~Impl() {
 
 void ReprefillSequence::Impl::ReleaseIoPath() {
   if (policy_active) {
-    policy->End();
+    // What the policy read and decided; on a failed prefix the recompute replaces these stats.
+    policy->End().AddTo(stats);
     policy_active = false;
   }
   if (engine->prefilling == this) {

@@ -12,10 +12,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "common/clock.h"
 #include "kernels/convert.h"
-#include "pipeline/baseline_reader.h"
+#include "pipeline/prefix_range_reader.h"
 #include "policy/h2o_selection.h"
 #include "policy/impress_selection.h"
 
@@ -40,7 +41,8 @@ class ImpressPolicy : public KVSourcePolicy {
     kv_dim_ = cfg.kv_dim();
     probes_ = ChooseProbeHeads(ctx.prefix->probe_kv_heads(), cfg.num_heads, cfg.num_kv_heads,
                                layout.probe_heads);
-    reader_.Reset(ctx);
+    acct_ = {};
+    reader_.Reset(ctx, &acct_);
     selections_.assign(cfg.num_layers, {});
     layers_identified_ = layers_voted_ = 0;
     jaccard_sum_ = threshold_sum_ = 0;
@@ -75,7 +77,7 @@ class ImpressPolicy : public KVSourcePolicy {
         CKV_ASSIGN_OR_RETURN(auto head_scores, ScoreAllHeads(q, n_q, q_pos, suffix_keys));
         sets = PerHeadTopK(head_scores, k);
       }
-      ctx_.stats->scoring_ms += MsSince(t0);
+      acct_.scoring_ms += MsSince(t0);
     }
 
     // Load the chunks holding any selected token (K and V units of 64 tokens).
@@ -115,7 +117,7 @@ class ImpressPolicy : public KVSourcePolicy {
       for (const auto* r : {&ch.k, &ch.v}) {
         if (!*r) continue;
         if (ch.needed && (*r)->from_ssd()) {
-          ctx_.stats->attended_ssd_bytes += ch.selected_pairs * hd_ * 2;  // K or V rows
+          acct_.attended_ssd_bytes += ch.selected_pairs * hd_ * 2;  // K or V rows
         }
         reader_.Account(**r, /*scoring=*/!ch.needed);
         reader_.Insert(**r);
@@ -123,20 +125,20 @@ class ImpressPolicy : public KVSourcePolicy {
         out.keep_alive.push_back(*r);
       }
     }
-    ctx_.stats->chunks_selected += static_cast<int64_t>(needed.size());
-    ctx_.stats->attended_bytes += k * static_cast<int64_t>(kv_dim_) * 2 * 2;
+    acct_.chunks_selected += static_cast<int64_t>(needed.size());
+    acct_.attended_bytes += k * static_cast<int64_t>(kv_dim_) * 2 * 2;
     return out;
   }
 
   // IMPRESS's cache score uses the selection (fed in PrefixKV), not the observed attention.
   void Observe(int, const PrefixContext&, std::span<const float>) override {}
 
-  void End() override {
+  PolicyAccounting End() override {
     chunks_.clear();
     probes_ahead_ = {};
     reader_.Drain();
-    ctx_.stats->probe_layers = layers_identified_;
-    ctx_.stats->probe_vote_layers = layers_voted_;
+    acct_.probe_layers = layers_identified_;
+    acct_.probe_vote_layers = layers_voted_;
     if (layers_identified_ > 0) {
       char buf[160];
       std::snprintf(buf, sizeof buf,
@@ -144,8 +146,9 @@ class ImpressPolicy : public KVSourcePolicy {
                     "%.3f)",
                     layers_voted_, layers_identified_, jaccard_sum_ / layers_identified_,
                     threshold_sum_ / layers_identified_);
-      ctx_.stats->note = buf;
+      acct_.note = buf;
     }
+    return std::exchange(acct_, {});
   }
 
   std::vector<std::vector<int64_t>> Selections() const override { return selections_; }
@@ -367,6 +370,7 @@ class ImpressPolicy : public KVSourcePolicy {
   }
 
   RequestContext ctx_;
+  PolicyAccounting acct_;
   PrefixRangeReader reader_;
   int c_ = 64, hd_ = 0, kv_heads_ = 0, kv_dim_ = 0;
   ProbeHeads probes_;

@@ -206,7 +206,6 @@ Status StartPrefill(Impl& s, const Model& model, PrefixStore& store, UnitLoader*
   s.rc.loader = loader;
   s.rc.cache = cache;
   s.rc.tracer = s.tracer.get();
-  s.rc.stats = &s.stats;
   s.policy = system->make();
   // Ended (waiting for its reads) on every path from here: ReleaseIoPath.
   s.policy_active = true;
@@ -269,7 +268,8 @@ void FinishPrefill(Impl& s, const Transformer& tf, UnitLoader* loader, double io
   const ModelConfig& cfg = tf.config();
   const bool used_prefix = s.policy != nullptr;
   if (used_prefix) s.res.selections = s.policy->Selections();
-  s.ReleaseIoPath();
+  s.ReleaseIoPath();  // adds the policy's accounting (its I/O wait among it) to the stats
+  s.stats.compute_ms = s.prefill_ms - s.stats.io_wait_ms;
   s.res.first_logits.resize(cfg.vocab_size);
   const int last_row[1] = {s.ns - 1};
   tf.Logits(s.x.data(), last_row, s.res.first_logits.data());
@@ -374,7 +374,6 @@ Status ReprefillEngine::Prefill(ReprefillSequence& seq, int max_layers) {
   }
   s.prefill_ms += MsSince(call_t0);
   if (s.layer == n_layers) {
-    s.stats.compute_ms = s.prefill_ms - s.stats.io_wait_ms;
     FinishPrefill(s, tf, s_->loader.get(), s_->config.io_bandwidth_cap_mbps);
   }
   return Status::OK();

@@ -3,7 +3,7 @@
 #include <array>
 #include <string>
 
-#include "pipeline/baseline_reader.h"
+#include "pipeline/prefix_range_reader.h"
 
 namespace ckv {
 

@@ -1,7 +1,8 @@
-// Byte ranges of a stored prefix for the baseline KV source policies (AS+LRU, AS+H2O+LRU,
+// Byte ranges of a stored prefix for every KV source policy (ContiguousKV, AS+LRU, AS+H2O+LRU,
 // IMPRESS): each range comes from the engine's memory cache or is read on the I/O thread,
-// verified there when the caller gives a check. Every read a request issues is finished
-// before the request ends.
+// verified there when the caller gives a check; one cache-key scheme and one accounting for
+// all of them. Every read a request issues is finished before the request ends. Threading:
+// one per request, used by the thread that runs the request's prefill.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,9 @@ struct FetchedRange {
   uint64_t offset = 0;  // file offset of bytes()[0]
   uint32_t length = 0;
   bool from_ssd() const { return slot != nullptr; }
+  // A copy of the bytes for the cache, which keeps its own (the loader's buffer goes back to
+  // the bounded prefetch pool). Only for a range read successfully.
+  ChunkCache::Data Copy() const;
   const std::byte* bytes() const {
     return cached ? reinterpret_cast<const std::byte*>(cached->data()) : slot->data();
   }
@@ -30,13 +34,15 @@ struct FetchedRange {
 };
 
 // Cache keys: the same stored bytes cut the same way get the same key, whatever the system,
-// so systems reading whole read units share entries with each other (and with ContiguousKV);
-// a different cut of the same bytes (a K or V half) gets another `cut`, never a colliding key.
+// so systems reading whole read units share entries with each other; a different cut of the
+// same bytes (a K or V half) gets another `cut`, never a colliding key. `group` is the layer
+// group the range serves (a period, or a layer); ContiguousKV's scoring keys use -1 - period.
 enum class RangeCut { kUnit = 0, kKeysHalf = 1, kValuesHalf = 2 };
 
 class PrefixRangeReader {
  public:
-  void Reset(const RequestContext& ctx);
+  // A new request; its accounting goes to `acct` (the policy's, returned by its End).
+  void Reset(const RequestContext& ctx, PolicyAccounting* acct);
 
   ChunkKey Key(int file, RangeCut cut, int32_t group, uint64_t offset) const;
   // From the cache or a new read on the I/O thread. `offset` and `length` must be 4 KiB
@@ -60,8 +66,12 @@ class PrefixRangeReader {
   // when there is a cache; served by the cache, a hit (cache_hits, cache_bytes_hit) or, for
   // identification, scoring_bytes_hit.
   void Account(const FetchedRange& r, bool scoring) const;
+  // Counts a range read for attention that nothing attended (a mispredicted speculative read):
+  // its SSD bytes were read and wasted; no hit or miss.
+  void AccountWasted(const FetchedRange& r) const;
   // Copies a successfully read (and verified, if it had a check) range into the cache.
   void Insert(const FetchedRange& r) const;
+  void Insert(const ChunkKey& key, ChunkCache::Data data) const;
   void Feedback(const ChunkKey& key, double importance, double important_fraction) const;
   // Waits for every read this request issued (reads of a failed request included).
   void Drain();
@@ -73,6 +83,7 @@ class PrefixRangeReader {
                                       std::string label, bool ahead);
 
   RequestContext ctx_;
+  PolicyAccounting* acct_ = nullptr;
   std::vector<uint64_t> path_hash_;
   // Weak: a range the policy has released gives its pool buffer back at once (the loader
   // holds an in-flight slot until it completes), so the prefetch pool bounds what a policy
@@ -87,9 +98,5 @@ inline uint64_t AlignDown4k(uint64_t v) {
 inline uint64_t AlignUp4k(uint64_t v) {
   return (v + 4095) & ~uint64_t{4095};
 }
-
-std::unique_ptr<KVSourcePolicy> MakeAsLruPolicy();
-std::unique_ptr<KVSourcePolicy> MakeAsH2OLruPolicy();
-std::unique_ptr<KVSourcePolicy> MakeImpressPolicy();
 
 }  // namespace ckv

@@ -1,4 +1,4 @@
-#include "pipeline/baseline_reader.h"
+#include "pipeline/prefix_range_reader.h"
 
 #include <xxhash.h>
 
@@ -6,8 +6,14 @@
 
 namespace ckv {
 
-void PrefixRangeReader::Reset(const RequestContext& ctx) {
+ChunkCache::Data FetchedRange::Copy() const {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes());
+  return std::make_shared<const std::vector<unsigned char>>(p, p + length);
+}
+
+void PrefixRangeReader::Reset(const RequestContext& ctx, PolicyAccounting* acct) {
   ctx_ = ctx;
+  acct_ = acct;
   issued_.clear();
   path_hash_.clear();
   for (const StoreFile& f : ctx.prefix->files()) {
@@ -16,7 +22,6 @@ void PrefixRangeReader::Reset(const RequestContext& ctx) {
 }
 
 ChunkKey PrefixRangeReader::Key(int file, RangeCut cut, int32_t group, uint64_t offset) const {
-  // kUnit keeps the plain path hash, the key ContiguousKV uses for the same unit.
   uint64_t seg = path_hash_[static_cast<size_t>(file)];
   if (cut != RangeCut::kUnit) seg ^= 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(cut);
   return ChunkKey{seg, group, static_cast<int64_t>(offset)};
@@ -65,7 +70,7 @@ Status PrefixRangeReader::Wait(const FetchedRange& r) {
   const auto t0 = std::chrono::steady_clock::now();
   const double b = ctx_.tracer->NowUs();
   Status st = ctx_.loader->Wait(*r.slot);
-  ctx_.stats->io_wait_ms +=
+  acct_->io_wait_ms +=
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (ctx_.tracer->enabled()) {
     ctx_.tracer->Complete(Tracer::kCompute, "wait I/O", b, ctx_.tracer->NowUs());
@@ -79,25 +84,34 @@ void PrefixRangeReader::Account(const FetchedRange& r, bool scoring) const {
   if (!r.from_ssd()) {
     const auto n = static_cast<int64_t>(r.cached->size());
     if (scoring) {
-      ctx_.stats->scoring_bytes_hit += n;
+      acct_->scoring_bytes_hit += n;
     } else {
-      ctx_.stats->cache_bytes_hit += n;
-      ++ctx_.stats->cache_hits;
+      acct_->cache_bytes_hit += n;
+      ++acct_->cache_hits;
     }
     return;
   }
   if (scoring) {
-    ctx_.stats->scoring_bytes_read += r.length;
+    acct_->scoring_bytes_read += r.length;
     return;
   }
-  if (ctx_.cache != nullptr) ++ctx_.stats->cache_misses;
-  ctx_.stats->ssd_bytes_read += r.length;
+  if (ctx_.cache != nullptr) ++acct_->cache_misses;
+  acct_->ssd_bytes_read += r.length;
+}
+
+void PrefixRangeReader::AccountWasted(const FetchedRange& r) const {
+  if (!r.from_ssd()) return;
+  acct_->ssd_bytes_read += r.length;
+  acct_->speculative_bytes_wasted += r.length;
 }
 
 void PrefixRangeReader::Insert(const FetchedRange& r) const {
   if (ctx_.cache == nullptr || !r.slot || !r.slot->ready() || !r.slot->status().ok()) return;
-  const auto* p = reinterpret_cast<const unsigned char*>(r.slot->data());
-  ctx_.cache->Insert(r.key, std::make_shared<std::vector<unsigned char>>(p, p + r.length));
+  ctx_.cache->Insert(r.key, r.Copy());
+}
+
+void PrefixRangeReader::Insert(const ChunkKey& key, ChunkCache::Data data) const {
+  if (ctx_.cache != nullptr) ctx_.cache->Insert(key, std::move(data));
 }
 
 void PrefixRangeReader::Feedback(const ChunkKey& key, double importance,

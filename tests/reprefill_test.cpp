@@ -365,6 +365,47 @@ TEST_F(ReprefillTest, NoPrefixMeansPlainPrefillAndCorruptionFallsBackToRecompute
                    .has_value());
 }
 
+// A failure the loader itself reports (a short read: the segment shrank under an open
+// prefix, which the store's open-time size check cannot see) takes the same path as a bad
+// checksum: the prefix is quarantined and the request recomputed, with the reason in the note.
+TEST_F(ReprefillTest, AShortReadMidRequestQuarantinesThePrefixAndRecomputes) {
+  auto store = OpenStore();
+  const StoreLayout layout = StoreLayout::PeriodMajor(16, 2);  // 5 layers: three periods
+  const int64_t np = 256, n = 270;
+  ASSERT_TRUE(StorePrefix(*model_, *store, layout, Ids(np)).ok());
+  ReprefillOptions o;
+  o.budget = 0.5;
+  o.max_tokens = 1;
+  o.prefetch = false;  // period 1's chunks are read only when layer 2 needs them
+  ReprefillOptions r = o;
+  r.system = "recompute";
+  auto recompute_ref = Run(*store, Ids(n), r, layout);
+  ASSERT_TRUE(recompute_ref.ok());
+
+  ReprefillEngine::Config ec;
+  ec.layout = layout;
+  auto e = ReprefillEngine::Create(*model_, *store, ec);
+  ASSERT_TRUE(e.ok());
+  auto seq = (*e)->Begin(Ids(n), o);
+  ASSERT_TRUE(seq.ok());
+  ASSERT_TRUE((*e)->Prefill(**seq, 1).ok());  // layer 0: period 0 read and attended
+  for (const auto& f : std::filesystem::recursive_directory_iterator(store_dir_)) {
+    if (f.path().extension() == ".kv") std::filesystem::resize_file(f.path(), 0);
+  }
+  ASSERT_TRUE((*e)->Prefill(**seq).ok());
+  ASSERT_TRUE((*seq)->finished());
+  const ReprefillResult& res = (*seq)->result();
+  EXPECT_TRUE(res.stats.stored_prefix_failed);
+  EXPECT_NE(res.stats.note.find("short read"), std::string::npos) << res.stats.note;
+  EXPECT_EQ(res.first_logits, recompute_ref->first_logits);
+  EXPECT_FALSE(
+      store->FindLongestPrefix(model_->transformer().fingerprint(), layout, Ids(n)).has_value());
+  // The engine's I/O path is intact: the next request (now with no prefix) is served.
+  auto next = (*e)->Run(Ids(n), o);
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_EQ(next->first_logits, recompute_ref->first_logits);
+}
+
 TEST_F(ReprefillTest, DecodingContinuesWithTheSelectionAndErrorsAreClear) {
   auto store = OpenStore();
   const int64_t np = 256, n = 270;

@@ -187,5 +187,55 @@ TEST(ChunkScoring, SummaryBoundDominatesEveryKeyAndRanksLikeAttention) {
   EXPECT_NEAR(total, 2.0f, 1e-4f);  // a probability per query row (2 heads)
 }
 
+// The summary scorer (a blocked product over [max(q,0), min(q,0)] . [max, min]) against the
+// bound written out per channel, in double, on a GQA shape whose rows and chunks do not fill
+// the kernel's blocks (14 heads over 2 KV heads, 5 queries, 100 chunks with a short last one).
+TEST(ChunkScoring, SummaryScoresMatchADirectReference) {
+  const int n_q = 5, heads = 14, kv_heads = 2, hd = 64, group = heads / kv_heads;
+  const int64_t m = 100;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> q(static_cast<size_t>(n_q) * heads * hd), mn(m * kv_heads * hd), mx(mn.size());
+  for (auto& v : q) v = 2.f * nd(rng);
+  for (size_t i = 0; i < mn.size(); ++i) {
+    const float a = nd(rng), b = nd(rng);
+    mn[i] = std::min(a, b);
+    mx[i] = std::max(a, b);
+  }
+  std::vector<int32_t> tokens(m, 16);
+  tokens[m - 1] = 5;
+  const auto scores =
+      ScoreChunksBySummaries(q.data(), n_q, KeySummaries{mn.data(), mx.data(), m, tokens},
+                             AttentionShape{heads, kv_heads, hd, DType::kF32});
+  std::vector<double> ref(m, 0.0);
+  for (int i = 0; i < n_q; ++i) {
+    for (int h = 0; h < heads; ++h) {
+      const int g = h / group;
+      const float* qh = q.data() + (static_cast<size_t>(i) * heads + h) * hd;
+      std::vector<double> u(m);
+      double umax = -1e300;
+      for (int64_t j = 0; j < m; ++j) {
+        double acc = 0;
+        for (int c = 0; c < hd; ++c) {
+          const size_t k = (static_cast<size_t>(j) * kv_heads + g) * hd + c;
+          acc += std::max(double(qh[c]) * mn[k], double(qh[c]) * mx[k]);
+        }
+        u[j] = acc / std::sqrt(double(hd));
+        umax = std::max(umax, u[j]);
+      }
+      double sum = 0;
+      for (int64_t j = 0; j < m; ++j) sum += (u[j] = std::exp(u[j] - umax) * tokens[j]);
+      for (int64_t j = 0; j < m; ++j) ref[j] += u[j] / sum;
+    }
+  }
+  ASSERT_EQ(scores.size(), static_cast<size_t>(m));
+  double total = 0;
+  for (int64_t j = 0; j < m; ++j) {
+    EXPECT_NEAR(scores[j], ref[j], 1e-4 * std::max(1.0, ref[j])) << "chunk " << j;
+    total += scores[j];
+  }
+  EXPECT_NEAR(total, n_q * heads, 1e-3);
+}
+
 }  // namespace
 }  // namespace ckv

@@ -15,7 +15,7 @@
 #include "engine/transformer.h"
 #include "kernels/attention.h"
 #include "kernels/convert.h"
-#include "model/synth.h"
+#include "ckv/synth.h"
 #include "policy/h2o_selection.h"
 #include "policy/impress_selection.h"
 #include "test_util.h"

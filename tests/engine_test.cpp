@@ -7,7 +7,8 @@
 
 #include "ckv/generate.h"
 #include "ckv/model.h"
-#include "model/synth.h"
+#include "ckv/synth.h"
+#include "kernels/dtype.h"
 #include "test_util.h"
 
 namespace ckv {
@@ -119,7 +120,7 @@ std::unique_ptr<Model> MakeTiny(DType dtype, const std::string& tag) {
   const std::string dir = test::MakeTempDir(tag);
   SynthOptions so;
   so.seed = 42;
-  so.dtype = dtype;
+  so.dtype = dtype == DType::kF32 ? "f32" : dtype == DType::kF16 ? "f16" : "bf16";
   EXPECT_TRUE(SynthesizeModel(TinyQwenConfig(), dir, so).ok());
   ModelOptions mo;
   mo.require_tokenizer = false;

@@ -1,6 +1,6 @@
 // ckv eval quality across systems: every system on its own layout, full attention at budget 1,
 // and the attended fractions each system's selection rule implies.
-#include "eval/quality.h"
+#include "ckv/quality.h"
 
 #include <gtest/gtest.h>
 

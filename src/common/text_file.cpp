@@ -1,4 +1,4 @@
-#include "common/text_file.h"
+#include "ckv/text_file.h"
 
 #include <fstream>
 #include <sstream>

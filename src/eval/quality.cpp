@@ -1,4 +1,4 @@
-#include "eval/quality.h"
+#include "ckv/quality.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "model/synth.h"
+#include "ckv/synth.h"
 
 #include <omp.h>
 
@@ -7,8 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "ckv/text_file.h"
 #include "ckv/tokenizer.h"
-#include "common/text_file.h"
+#include "kernels/dtype.h"
 #include "model/model_weights.h"
 #include "model/safetensors.h"
 
@@ -112,13 +113,23 @@ std::optional<ModelConfig> NamedConfig(const std::string& name) {
 
 Status SynthesizeModel(const ModelConfig& config, const std::string& out_dir,
                        const SynthOptions& opts) {
+  DType dtype;
+  ModelConfig cfg = config;
+  if (opts.dtype == "bf16") {
+    dtype = DType::kBF16;
+    cfg.torch_dtype = "bfloat16";
+  } else if (opts.dtype == "f16") {
+    dtype = DType::kF16;
+    cfg.torch_dtype = "float16";
+  } else if (opts.dtype == "f32") {
+    dtype = DType::kF32;
+    cfg.torch_dtype = "float32";
+  } else {
+    return Status::InvalidArgument("synth: dtype \"" + opts.dtype + "\" is not bf16, f16 or f32");
+  }
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) return Status::IOError("synth: cannot create " + out_dir + ": " + ec.message());
-  ModelConfig cfg = config;
-  cfg.torch_dtype = opts.dtype == DType::kF32   ? "float32"
-                    : opts.dtype == DType::kF16 ? "float16"
-                                                : "bfloat16";
   CKV_RETURN_IF_ERROR(WriteTextFile(out_dir + "/config.json", cfg.ToJsonText()));
 
   // Group tensors into shards of bounded size, in file order.
@@ -128,7 +139,7 @@ Status SynthesizeModel(const ModelConfig& config, const std::string& out_dir,
   for (size_t i = 0; i < expected.size(); ++i) {
     int64_t numel = 1;
     for (int64_t d : expected[i].second) numel *= d;
-    const int64_t bytes = numel * static_cast<int64_t>(DTypeSize(opts.dtype));
+    const int64_t bytes = numel * static_cast<int64_t>(DTypeSize(dtype));
     if (shard_bytes > 0 && shard_bytes + bytes > opts.max_shard_bytes) {
       shards.emplace_back();
       shard_bytes = 0;
@@ -150,9 +161,9 @@ Status SynthesizeModel(const ModelConfig& config, const std::string& out_dir,
       const auto& [name, shape] = expected[shards[s][j]];
       TensorView v;
       v.name = name;
-      v.dtype = opts.dtype;
+      v.dtype = dtype;
       v.shape = shape;
-      FillTensor(name, v.numel(), opts.dtype, opts.seed, buffers[j]);
+      FillTensor(name, v.numel(), dtype, opts.seed, buffers[j]);
       v.data = buffers[j].data();
       v.nbytes = buffers[j].size();
       views.push_back(std::move(v));

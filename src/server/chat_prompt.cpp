@@ -2,7 +2,7 @@
 
 #include <filesystem>
 
-#include "common/text_file.h"
+#include "ckv/text_file.h"
 
 namespace ckv::server {
 

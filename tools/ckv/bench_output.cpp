@@ -8,7 +8,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "common/text_file.h"
+#include "ckv/text_file.h"
 #include "data_dir.h"
 
 namespace ckv::cli {

@@ -7,7 +7,7 @@
 #include "ckv/prefix_store.h"
 #include "ckv/reprefill.h"
 #include "cli_common.h"
-#include "common/text_file.h"
+#include "ckv/text_file.h"
 
 namespace ckv::cli {
 namespace {

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
-#include "eval/quality.h"
+#include "ckv/quality.h"
 
 namespace ckv::cli {
 

@@ -1,8 +1,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "ckv/synth.h"
 #include "cli_common.h"
-#include "model/synth.h"
 
 namespace ckv::cli {
 
@@ -48,12 +48,7 @@ void RegisterModel(CLI::App& root, std::vector<Command>& out) {
          }
          SynthOptions so;
          so.seed = sa->seed;
-         auto dt = ParseDType(sa->dtype == "bf16"  ? "BF16"
-                              : sa->dtype == "f16" ? "F16"
-                              : sa->dtype == "f32" ? "F32"
-                                                   : "?");
-         if (!dt) return Fail(Status::InvalidArgument("--dtype must be bf16, f16 or f32"));
-         so.dtype = *dt;
+         so.dtype = sa->dtype;
          so.tokenizer_dir = sa->tokenizer;
          Status st = SynthesizeModel(cfg, sa->out, so);
          if (!st.ok()) return Fail(st);

@@ -8,7 +8,6 @@
 
 #include "ckv/model_config.h"
 #include "ckv/status.h"
-#include "kernels/dtype.h"
 
 namespace ckv {
 
@@ -17,7 +16,7 @@ std::optional<ModelConfig> NamedConfig(const std::string& name);
 
 struct SynthOptions {
   uint64_t seed = 0;
-  DType dtype = DType::kBF16;
+  std::string dtype = "bf16";  // weight dtype: bf16 | f16 | f32
   // Directory holding the tokenizer to copy (tokenizer.json or .json.gz, tokenizer_config.json);
   // empty = none. Skipped when the tokenizer has more ids than the config's vocab_size.
   std::string tokenizer_dir;
@@ -28,6 +27,7 @@ struct SynthOptions {
 
 // Writes config.json, *.safetensors (random weights: projections ~ N(0, 0.02), norms 1,
 // biases ~ N(0, 0.02)), and the tokenizer files into `out_dir` (created if missing).
+// InvalidArgument for a dtype it does not know.
 Status SynthesizeModel(const ModelConfig& config, const std::string& out_dir,
                        const SynthOptions& opts);
 

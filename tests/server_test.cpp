@@ -418,6 +418,20 @@ TEST_F(ServerTest, ACorruptStoredUnitCostsARecomputeNotAWrongAnswer) {
   EXPECT_EQ(r["choices"][0]["text"].get<std::string>(), PlainGreedyText(prompt, 16));
 }
 
+// --mmap-weights: the model mapped instead of read resident serves the same answers.
+TEST(ServerModel, MappedWeightsServeTheSameAnswers) {
+  ServerOptions o = BaseOptions(test::MakeTempDir("serve-mmap"));
+  o.mmap_weights = true;
+  Running run = StartServer(o);
+  ASSERT_TRUE(run.client);
+  const std::string prompt = "Once upon a time, a little dog";
+  int status = 0;
+  const json r = Post(*run.client, "/v1/completions",
+                      {{"prompt", prompt}, {"max_tokens", 16}, {"temperature", 0}}, &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  EXPECT_EQ(r["choices"][0]["text"].get<std::string>(), PlainGreedyText(prompt, 16));
+}
+
 TEST(ServerAuth, KeyRequiredExceptForHealth) {
   ServerOptions o = BaseOptions(test::MakeTempDir("serve-auth"));
   o.api_key = "sk-test";

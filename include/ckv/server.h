@@ -17,6 +17,9 @@ namespace ckv {
 
 struct ServerOptions {
   std::string model_dir;
+  // Map the weight files instead of reading them resident (ModelOptions::resident_weights):
+  // less memory held, slower decode.
+  bool mmap_weights = false;
   std::string store_dir;
   std::string host = "127.0.0.1";
   int port = 8080;                           // 0 = an ephemeral port (see Server::port())
@@ -34,7 +37,7 @@ struct ServerOptions {
   int64_t max_batch_kv_bytes = int64_t{4} << 30;
   int prefill_layers_per_step = 4;
   double request_timeout_s = 0;
-  int store_queue = 8;                         // background stores waiting: beyond, skipped
+  int store_queue = 8;  // background stores waiting: beyond, skipped
   // The share of compute background stores take while requests never pause (0: stores run
   // only when no request is pending, and never under constant load).
   double store_compute_share = 0.25;

@@ -132,6 +132,7 @@ struct Server::Impl {
 Status Server::Impl::Load() {
   ModelOptions mo;
   mo.require_tokenizer = true;
+  mo.resident_weights = !opt.mmap_weights;
   CKV_ASSIGN_OR_RETURN(model, Model::Load(opt.model_dir, mo));
   CKV_ASSIGN_OR_RETURN(auto prompt, server::ChatPrompt::Load(opt.model_dir, opt.chat_template_file,
                                                              *model->tokenizer()));

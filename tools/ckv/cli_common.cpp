@@ -18,13 +18,28 @@ int Fail(const Status& status) {
   return 1;
 }
 
-Result<std::unique_ptr<Model>> LoadModel(const std::string& dir, bool pack_weights) {
+void ModelLoadArgs::AddTo(CLI::App* app, bool with_pack) {
+  if (with_pack) {
+    app->add_flag("--pack-weights", pack_weights, "Reorder weights for the GEMM library at load");
+  }
+  app->add_flag("--mmap-weights", mmap_weights,
+                "Map the weight files instead of reading them into memory at load (less memory "
+                "held, slower decode)");
+}
+
+ModelOptions ModelLoadArgs::Options() const {
+  ModelOptions opts;
+  opts.pack_weights = pack_weights;
+  opts.resident_weights = !mmap_weights;
+  return opts;
+}
+
+Result<std::unique_ptr<Model>> LoadModel(const std::string& dir, const ModelLoadArgs& load) {
   if (dir.empty()) {
     // --model was not given and no bundled model was found beside the binary.
     return FindDataDir().status().WithContext("no --model given");
   }
-  ModelOptions opts;
-  opts.pack_weights = pack_weights;
+  ModelOptions opts = load.Options();
   opts.require_tokenizer = false;
   return Model::Load(dir, opts);
 }

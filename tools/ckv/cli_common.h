@@ -23,7 +23,18 @@ std::string DefaultModelDir();
 // Prints "error: <status>" to stderr and returns exit code 1.
 int Fail(const Status& status);
 
-Result<std::unique_ptr<Model>> LoadModel(const std::string& dir, bool pack_weights = false);
+// How a command loads its model. --mmap-weights maps the weight files instead of reading them
+// into resident memory at load (ModelOptions::resident_weights): less memory held and a faster
+// start, slower decode (4 KiB page-cache pages); for machines short of memory.
+struct ModelLoadArgs {
+  bool pack_weights = false;
+  bool mmap_weights = false;
+  // Adds --mmap-weights, and --pack-weights when `with_pack`.
+  void AddTo(CLI::App* app, bool with_pack);
+  ModelOptions Options() const;
+};
+
+Result<std::unique_ptr<Model>> LoadModel(const std::string& dir, const ModelLoadArgs& load = {});
 
 // "auto" | "bf16" | "f32" (validated by the option).
 KVPrecision ResolveKV(const std::string& name, const Model& model);

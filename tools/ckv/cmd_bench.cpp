@@ -214,7 +214,7 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
     int prompt_tokens = 512;
     int decode_tokens = 32;
     int repeat = 3;
-    bool pack = false;
+    ModelLoadArgs load;
     bool json = false;
     std::vector<int> batches;
     int64_t memory_mib = 1024;
@@ -227,7 +227,7 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
   mb->add_option("--decode-tokens", ma->decode_tokens, "Decode steps after the prompt")
       ->capture_default_str();
   mb->add_option("--repeat", ma->repeat, "Repetitions (best is reported)")->capture_default_str();
-  mb->add_flag("--pack-weights", ma->pack, "Reorder weights for the GEMM library at load");
+  ma->load.AddTo(mb, /*with_pack=*/true);
   mb->add_flag("--json", ma->json, "Print JSON");
   mb->add_option("--batch", ma->batches,
                  "Also decode this many sequences together (a list: the server's batched "
@@ -239,7 +239,7 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
       ->capture_default_str();
   out.push_back({mb, [ma]() -> int {
                    auto t_load = Clock::now();
-                   auto model = LoadModel(ma->model, ma->pack);
+                   auto model = LoadModel(ma->model, ma->load);
                    if (!model.ok()) return Fail(model.status());
                    const double load_s = SecondsSince(t_load);
                    const ModelConfig& c = (*model)->config();
@@ -287,7 +287,8 @@ void RegisterBench(CLI::App& root, std::vector<Command>& out) {
                                     {"prefill_gflops", pf_flops / best_prefill / 1e9},
                                     {"decode_tokens", ma->decode_tokens},
                                     {"decode_tokens_per_s", ma->decode_tokens / best_decode},
-                                    {"packed_weights", ma->pack}};
+                                    {"packed_weights", ma->load.pack_weights},
+                                    {"mmap_weights", ma->load.mmap_weights}};
                    // What decode streams per token, and the rate at which it read it: compare
                    // with `ckv bench memory`.
                    const double wbytes = DecodeWeightBytes(c, (*model)->weight_dtype_name());

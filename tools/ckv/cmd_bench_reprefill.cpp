@@ -24,6 +24,7 @@ namespace {
 
 struct BenchArgs {
   std::string model = DefaultModelDir();
+  ModelLoadArgs load;
   StoreArgs store;
   std::string text = DataPath("data/pride_and_prejudice.txt");
   WorkloadArgs workload;
@@ -270,7 +271,7 @@ int Run(BenchArgs& a) {
     }
     budgets_of[parsed->first] = parsed->second;
   }
-  auto model = LoadModel(a.model);
+  auto model = LoadModel(a.model, a.load);
   if (!model.ok()) return Fail(model.status());
   const ModelConfig& cfg = (*model)->config();
   auto text = TextIds(**model, a.text);
@@ -409,6 +410,7 @@ void RegisterBenchReprefill(CLI::App& bench, std::vector<Command>& out) {
   CLI::App* app = bench.add_subcommand(
       "reprefill", "Re-Prefill TTFT of systems side by side on a workload (cold/warm cache)");
   app->add_option("--model", a->model, "Model directory")->capture_default_str();
+  a->load.AddTo(app, /*with_pack=*/false);
   AddStoreOptions(*app, a->store);
   AddEngineOptions(*app, a->engine);
   a->cache_policy_flag = app->get_option("--cache-policy");

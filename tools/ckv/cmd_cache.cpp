@@ -6,8 +6,8 @@
 
 #include "ckv/prefix_store.h"
 #include "ckv/reprefill.h"
-#include "cli_common.h"
 #include "ckv/text_file.h"
+#include "cli_common.h"
 
 namespace ckv::cli {
 namespace {
@@ -42,6 +42,7 @@ void RegisterCache(CLI::App& root, std::vector<Command>& out) {
 
   struct Args {
     std::string model = DefaultModelDir();
+    ModelLoadArgs load;
     StoreArgs store;
     std::string file, text, id;
     bool json = false;
@@ -51,6 +52,7 @@ void RegisterCache(CLI::App& root, std::vector<Command>& out) {
 
   CLI::App* put = cache->add_subcommand("put", "Prefill a document and persist its KV as a prefix");
   put->add_option("--model", a->model, "Model directory")->capture_default_str();
+  a->load.AddTo(put, /*with_pack=*/false);
   AddStoreOptions(*put, a->store);
   auto* file_opt = put->add_option("--file", a->file, "UTF-8 text file to store");
   auto* text_opt = put->add_option("--text", a->text, "Text to store");
@@ -68,7 +70,7 @@ void RegisterCache(CLI::App& root, std::vector<Command>& out) {
            if (!t.ok()) return Fail(t.status());
            text = *t;
          }
-         auto model = LoadModel(a->model);
+         auto model = LoadModel(a->model, a->load);
          if (!model.ok()) return Fail(model.status());
          if ((*model)->tokenizer() == nullptr)
            return Fail(Status::NotFound("model has no tokenizer"));

@@ -5,8 +5,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "cli_common.h"
 #include "ckv/quality.h"
+#include "cli_common.h"
 
 namespace ckv::cli {
 
@@ -16,6 +16,7 @@ void RegisterEval(CLI::App& root, std::vector<Command>& out) {
   RegisterEvalPerplexity(*eval, out);
   struct Args {
     std::string model = DefaultModelDir();
+    ModelLoadArgs load;
     std::string text;
     QualityOptions q;
     bool json = false;
@@ -25,6 +26,7 @@ void RegisterEval(CLI::App& root, std::vector<Command>& out) {
       "quality",
       "Top-1 agreement, KL and NLL of pruned Re-Prefill vs full attention, per budget and system");
   quality->add_option("--model", a->model, "Model directory")->capture_default_str();
+  a->load.AddTo(quality, /*with_pack=*/false);
   quality->add_option("--text", a->text, "UTF-8 text to cut windows from")->required();
   quality->add_option("--prefix-tokens", a->q.prefix_tokens, "Prefix lengths (BOS included)")
       ->delimiter(',')
@@ -50,7 +52,7 @@ void RegisterEval(CLI::App& root, std::vector<Command>& out) {
   out.push_back({quality, [a]() -> int {
                    auto text = ReadTextArg(a->text);
                    if (!text.ok()) return Fail(text.status());
-                   auto model = LoadModel(a->model);
+                   auto model = LoadModel(a->model, a->load);
                    if (!model.ok()) return Fail(model.status());
                    const auto tmp = std::filesystem::temp_directory_path() /
                                     ("ckv-eval-" + std::to_string(::getpid()));

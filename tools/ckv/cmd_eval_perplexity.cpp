@@ -81,6 +81,7 @@ int PrintInduction(const std::vector<InductionRow>& rows, int64_t span, bool tex
 void RegisterEvalPerplexity(CLI::App& eval, std::vector<Command>& out) {
   struct Args {
     std::string model = DefaultModelDir();
+    ModelLoadArgs load;
     std::string text;
     std::string kv = "auto";
     PerplexityOptions p;
@@ -91,6 +92,7 @@ void RegisterEvalPerplexity(CLI::App& eval, std::vector<Command>& out) {
   CLI::App* ppl = eval.add_subcommand(
       "perplexity", "Mean NLL of a text by position in the context window (0-255, 256-1K, ...)");
   ppl->add_option("--model", a->model, "Model directory")->capture_default_str();
+  a->load.AddTo(ppl, /*with_pack=*/false);
   ppl->add_option("--text", a->text, "UTF-8 text file")->required();
   ppl->add_option("--context", a->p.context, "Window length, BOS included (0 = the model's)")
       ->capture_default_str();
@@ -103,7 +105,7 @@ void RegisterEvalPerplexity(CLI::App& eval, std::vector<Command>& out) {
   out.push_back({ppl, [a]() -> int {
                    auto text = ReadTextArg(a->text);
                    if (!text.ok()) return Fail(text.status());
-                   auto model = LoadModel(a->model);
+                   auto model = LoadModel(a->model, a->load);
                    if (!model.ok()) return Fail(model.status());
                    a->p.kv = ResolveKV(a->kv, **model);
                    auto r = EvaluatePerplexity(**model, *text, a->p, ProgressOnStderr(a->json));
@@ -116,6 +118,7 @@ void RegisterEvalPerplexity(CLI::App& eval, std::vector<Command>& out) {
       "induction",
       "A random span, real text, the span again: NLL of the repetition vs the first time");
   ind->add_option("--model", a->model, "Model directory")->capture_default_str();
+  a->load.AddTo(ind, /*with_pack=*/false);
   ind->add_option("--text", a->text, "UTF-8 text between the two occurrences")->required();
   ind->add_option("--span", a->ind.span_tokens, "Random tokens per span")->capture_default_str();
   ind->add_option("--gaps", a->ind.gaps, "Filler tokens between the occurrences")
@@ -129,7 +132,7 @@ void RegisterEvalPerplexity(CLI::App& eval, std::vector<Command>& out) {
   out.push_back({ind, [a]() -> int {
                    auto text = ReadTextArg(a->text);
                    if (!text.ok()) return Fail(text.status());
-                   auto model = LoadModel(a->model);
+                   auto model = LoadModel(a->model, a->load);
                    if (!model.ok()) return Fail(model.status());
                    a->ind.kv = (*model)->DefaultKVPrecision();
                    auto rows = InductionProbe(**model, *text, a->ind);

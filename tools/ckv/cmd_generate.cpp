@@ -16,7 +16,7 @@ void RegisterGenerate(CLI::App& root, std::vector<Command>& out) {
     uint64_t seed = 0;
     bool json = false;
     std::string kv = "auto";
-    bool pack = false;
+    ModelLoadArgs load;
   };
   auto args = std::make_shared<Args>();
   CLI::App* app = root.add_subcommand("generate", "Generate a continuation of a prompt");
@@ -37,10 +37,10 @@ void RegisterGenerate(CLI::App& root, std::vector<Command>& out) {
                   "KV cache precision: auto (f32 for f32 weights, else bf16) | bf16 | f32")
       ->check(CLI::IsMember({"auto", "bf16", "f32"}))
       ->capture_default_str();
-  app->add_flag("--pack-weights", args->pack, "Reorder weights for the GEMM library at load");
+  args->load.AddTo(app, /*with_pack=*/true);
   out.push_back(
       {app, [args]() -> int {
-         auto model = LoadModel(args->model, args->pack);
+         auto model = LoadModel(args->model, args->load);
          if (!model.ok()) return Fail(model.status());
          const Tokenizer* tok = (*model)->tokenizer();
          if (tok == nullptr) {

@@ -9,6 +9,7 @@ namespace ckv::cli {
 void RegisterLogits(CLI::App& root, std::vector<Command>& out) {
   struct Args {
     std::string model = DefaultModelDir();
+    ModelLoadArgs load;
     std::string ids;
     std::string prompt;
     bool json = false;
@@ -18,6 +19,7 @@ void RegisterLogits(CLI::App& root, std::vector<Command>& out) {
   CLI::App* app = root.add_subcommand(
       "logits", "Print the full next-token logits at the last position of a sequence");
   app->add_option("--model", args->model, "Model directory")->capture_default_str();
+  args->load.AddTo(app, /*with_pack=*/false);
   auto* ids_opt = app->add_option("--ids", args->ids, "Comma-separated token ids");
   auto* prompt_opt = app->add_option("--prompt", args->prompt, "Prompt text (encoded with BOS)");
   ids_opt->excludes(prompt_opt);
@@ -31,7 +33,7 @@ void RegisterLogits(CLI::App& root, std::vector<Command>& out) {
          if (ids_opt->count() == 0 && prompt_opt->count() == 0) {
            return Fail(Status::InvalidArgument("give --ids or --prompt"));
          }
-         auto model = LoadModel(args->model);
+         auto model = LoadModel(args->model, args->load);
          if (!model.ok()) return Fail(model.status());
          std::vector<int32_t> ids;
          if (ids_opt->count() > 0) {

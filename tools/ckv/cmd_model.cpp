@@ -60,7 +60,10 @@ void RegisterModel(CLI::App& root, std::vector<Command>& out) {
   CLI::App* info = model->add_subcommand("info", "Print a model's config and fingerprint as JSON");
   info->add_option("--model", *info_dir, "Model directory")->capture_default_str();
   out.push_back({info, [info_dir]() -> int {
-                   auto m = LoadModel(*info_dir);
+                   // The config and the tensor headers are all it prints: map, do not read.
+                   ModelLoadArgs mapped;
+                   mapped.mmap_weights = true;
+                   auto m = LoadModel(*info_dir, mapped);
                    if (!m.ok()) return Fail(m.status());
                    const ModelConfig& c = (*m)->config();
                    nlohmann::json j = nlohmann::json::parse(c.ToJsonText());

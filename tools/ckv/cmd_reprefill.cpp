@@ -53,6 +53,7 @@ nlohmann::json StatsJson(const ReprefillStats& s) {
 void RegisterReprefill(CLI::App& root, std::vector<Command>& out) {
   struct Args {
     std::string model = DefaultModelDir();
+    ModelLoadArgs load;
     StoreArgs store;
     std::string prompt, prompt_file, scoring = "full", trace;
     ReprefillOptions opts;
@@ -67,6 +68,7 @@ void RegisterReprefill(CLI::App& root, std::vector<Command>& out) {
       "Answer a request whose context starts with a stored prefix (found by itself), loading "
       "only the prefix chunks that matter");
   app->add_option("--model", a->model, "Model directory")->capture_default_str();
+  a->load.AddTo(app, /*with_pack=*/false);
   AddStoreOptions(*app, a->store);
   auto* p1 =
       app->add_option("--prompt", a->prompt, "The whole context: stored prefix + new question");
@@ -106,7 +108,7 @@ void RegisterReprefill(CLI::App& root, std::vector<Command>& out) {
            ss << in.rdbuf();
            text = ss.str();
          }
-         auto model = LoadModel(a->model);
+         auto model = LoadModel(a->model, a->load);
          if (!model.ok()) return Fail(model.status());
          if ((*model)->tokenizer() == nullptr)
            return Fail(Status::NotFound("model has no tokenizer"));

@@ -24,6 +24,9 @@ void RegisterServe(CLI::App& root, std::vector<Command>& out) {
   CLI::App* app = root.add_subcommand(
       "serve", "OpenAI-compatible HTTP server with automatic, persistent prefix caching");
   app->add_option("--model", a->model, "Model directory")->capture_default_str();
+  app->add_flag("--mmap-weights", a->opt.mmap_weights,
+                "Map the weight files instead of reading them into memory at load (less memory "
+                "held, slower decode)");
   AddStoreOptions(*app, a->store);
   app->add_option("--host", a->opt.host, "Address to bind")->capture_default_str();
   app->add_option("--port", a->opt.port, "Port (0 = any free port)")->capture_default_str();

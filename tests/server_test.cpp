@@ -420,16 +420,17 @@ TEST_F(ServerTest, ACorruptStoredUnitCostsARecomputeNotAWrongAnswer) {
 
 // --mmap-weights: the model mapped instead of read resident serves the same answers.
 TEST(ServerModel, MappedWeightsServeTheSameAnswers) {
+  const std::string prompt = "Once upon a time, a little dog";
+  const std::string expected = PlainGreedyText(prompt, 16);  // before the server's threads
   ServerOptions o = BaseOptions(test::MakeTempDir("serve-mmap"));
   o.mmap_weights = true;
   Running run = StartServer(o);
   ASSERT_TRUE(run.client);
-  const std::string prompt = "Once upon a time, a little dog";
   int status = 0;
   const json r = Post(*run.client, "/v1/completions",
                       {{"prompt", prompt}, {"max_tokens", 16}, {"temperature", 0}}, &status);
   ASSERT_EQ(status, 200) << r.dump();
-  EXPECT_EQ(r["choices"][0]["text"].get<std::string>(), PlainGreedyText(prompt, 16));
+  EXPECT_EQ(r["choices"][0]["text"].get<std::string>(), expected);
 }
 
 TEST(ServerAuth, KeyRequiredExceptForHealth) {

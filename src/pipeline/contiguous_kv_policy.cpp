@@ -133,8 +133,8 @@ class ContiguousKVPolicy : public KVSourcePolicy {
         // The K half of the extent, widened to 4 KiB alignment for O_DIRECT. Scoring reads are
         // advisory (a selected chunk is re-read whole and verified), so they are not verified.
         const uint64_t k_bytes = static_cast<uint64_t>(c_) * kv_row_bytes_;
-        const uint64_t begin = ext->offset & ~uint64_t{4095};
-        const uint64_t end = (ext->offset + k_bytes + 4095) & ~uint64_t{4095};
+        const uint64_t begin = AlignDown4k(ext->offset);
+        const uint64_t end = AlignUp4k(ext->offset + k_bytes);
         const ReadUnit unit{ext->file, begin, static_cast<uint32_t>(end - begin)};
         scoring_units_[period].push_back(
             ScoringRead(period, unit, nullptr, ext->offset,

@@ -41,7 +41,7 @@ class LinearTest : public ::testing::TestWithParam<std::tuple<DType, int, bool>>
 
 TEST_P(LinearTest, MatchesReference) {
   const auto [dt, m, pack] = GetParam();
-  const int k = 72, n = 300;  // not multiples of the SIMD width
+  const int k = 72, n = 301;  // not multiples of the SIMD width, nor of two
   std::vector<unsigned char> wstore;
   const auto w = Quantize(Random(static_cast<size_t>(n) * k, 1, 0.1f), dt, wstore);
   const auto x = Random(static_cast<size_t>(m) * k, 2);
@@ -70,7 +70,34 @@ TEST_P(LinearTest, MatchesReference) {
 INSTANTIATE_TEST_SUITE_P(All, LinearTest,
                          ::testing::Combine(::testing::Values(DType::kF32, DType::kBF16,
                                                               DType::kF16),
-                                            ::testing::Values(1, 3, 17), ::testing::Bool()));
+                                            ::testing::Values(1, 3, 8, 17), ::testing::Bool()));
+
+// A decode batch (1..kGemvMaxRows rows) must give every row the bits it gets alone: the
+// server's answers may not depend on who else is decoding. k past the SIMD width reaches the
+// scalar tail.
+TEST(Linear, EveryRowOfAGemvBatchHasTheBitsItHasAlone) {
+  const int k = 96 + 40, n = 257;
+  for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+    std::vector<unsigned char> wstore;
+    Quantize(Random(static_cast<size_t>(n) * k, 3, 0.1f), dt, wstore);
+    auto lin = Linear::Create(wstore.data(), dt, n, k, LinearOptions{false});
+    ASSERT_TRUE(lin.ok()) << lin.status().ToString();
+    const auto x = Random(static_cast<size_t>(Linear::kGemvMaxRows) * k, 4);
+    std::vector<float> alone(static_cast<size_t>(Linear::kGemvMaxRows) * n);
+    for (int r = 0; r < Linear::kGemvMaxRows; ++r) {
+      (*lin)->Forward(x.data() + static_cast<size_t>(r) * k, 1,
+                      alone.data() + static_cast<size_t>(r) * n);
+    }
+    for (int m = 2; m <= Linear::kGemvMaxRows; ++m) {
+      std::vector<float> y(static_cast<size_t>(m) * n);
+      (*lin)->Forward(x.data(), m, y.data());
+      for (size_t i = 0; i < y.size(); ++i) {
+        ASSERT_EQ(y[i], alone[i]) << "dtype " << DTypeSize(dt) << " m=" << m << " row " << i / n
+                                  << " col " << i % n;
+      }
+    }
+  }
+}
 
 struct RefAttention {
   std::vector<float> out;

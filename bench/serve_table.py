@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Markdown tables for `ckv bench serve --out DIR` (its summary.json): one table per workload
 (TTFT p50/p95/p99, ITL p50, output tokens/s, cached fraction, SSD bytes per request, mean
-decode batch), then the ratios the targets ask for: each system's output tokens/s at the highest
+decode batch, the server's mean decode step, and the shares of the wall time its compute spent
+decoding, prefilling and storing in the background), then the ratios the targets ask for: each system's output tokens/s at the highest
 concurrency over its own at 1, and other systems' p50 TTFT over the first system's at every
 concurrency.
 
@@ -13,6 +14,17 @@ import sys
 from collections import defaultdict
 
 
+def Step(r):
+    # Summaries written before the compute counters existed have neither field.
+    return f"{r['decode_step_ms_mean']:.1f}" if "decode_step_ms_mean" in r else "-"
+
+
+def Shares(r):
+    if "compute_share_decode" not in r:
+        return "-"
+    return "/".join(f"{100 * r['compute_share_' + k]:.0f}" for k in ("decode", "prefill", "store"))
+
+
 def main():
     with open(os.path.join(sys.argv[1], "summary.json")) as f:
         rows = json.load(f)
@@ -22,14 +34,15 @@ def main():
     for workload, wrows in by_workload.items():
         print(f"#### {workload}\n")
         print("| system | users | TTFT p50 ms | p95 | p99 | ITL p50 ms | out tok/s | cached | "
-              "SSD MB/req | batch | errors |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+              "SSD MB/req | batch | step ms | decode/prefill/store % | errors |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+              "| ---: |")
         for r in wrows:
             print(f"| {r['system']} | {r['concurrency']} | {r['ttft_p50_ms']:.0f} | "
                   f"{r['ttft_p95_ms']:.0f} | {r['ttft_p99_ms']:.0f} | {r['itl_p50_ms']:.1f} | "
                   f"{r['output_tokens_per_s']:.1f} | {r['cached_fraction']:.2f} | "
                   f"{r['ssd_bytes_per_request'] / 1e6:.2f} | {r['mean_decode_batch']:.2f} | "
-                  f"{r['errors']} |")
+                  f"{Step(r)} | {Shares(r)} | {r['errors']} |")
         print()
         systems = []
         for r in wrows:

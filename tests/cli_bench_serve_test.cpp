@@ -15,22 +15,34 @@ using test::RunCli;
 
 TEST(CliBenchServe, MeasuresEverySystemAndConcurrencyOverHttp) {
   const std::string dir = test::MakeTempDir("cli-bench-serve");
-  const auto r =
-      RunCli("bench serve --text " + test::TextDataDir() +
-             "/tinystories.txt --systems contiguouskv:0.5,as-lru@mem:64,recompute --concurrency 1,3 "
-             "--workloads shared-prefix,multiturn --requests 6 --prefix-tokens 128 --prefixes 2 "
-             "--documents 2 --turns 3 --suffix-tokens 8 --turn-tokens 8 --max-tokens 6 --no-plots "
-             "--out " +
-             dir);
+  const auto r = RunCli(
+      "bench serve --text " + test::TextDataDir() +
+      "/tinystories.txt --systems contiguouskv:0.5,as-lru@mem:64,recompute --concurrency 1,3 "
+      "--workloads shared-prefix,multiturn --requests 6 --prefix-tokens 128 --prefixes 2 "
+      "--documents 2 --turns 3 --suffix-tokens 8 --turn-tokens 8 --max-tokens 6 --no-plots "
+      "--out " +
+      dir);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto summary = nlohmann::json::parse(test::ReadFileOrDie(dir + "/summary.json"));
   ASSERT_EQ(summary.size(), 12u);  // 2 workloads x 3 systems x 2 concurrencies
   for (const auto& row : summary) {
     for (const char* f :
          {"ttft_p50_ms", "ttft_p95_ms", "ttft_p99_ms", "itl_p50_ms", "output_tokens_per_s",
-          "cached_fraction", "ssd_bytes_per_request", "mean_decode_batch", "peak_rss_mib"}) {
+          "cached_fraction", "ssd_bytes_per_request", "mean_decode_batch", "decode_step_ms_mean",
+          "compute_share_decode", "compute_share_prefill", "compute_share_store", "peak_rss_mib"}) {
       EXPECT_TRUE(row.contains(f)) << f;
     }
+    // The server's compute, read from its counters over the measured requests: every row
+    // decodes and prefills; the shares are of the row's wall time, so they add up to at most
+    // one (compute runs one piece at a time) with some slack for the clock reads.
+    EXPECT_GT(row["decode_step_ms_mean"].get<double>(), 0) << row.dump();
+    EXPECT_GT(row["compute_share_decode"].get<double>(), 0) << row.dump();
+    EXPECT_GT(row["compute_share_prefill"].get<double>(), 0) << row.dump();
+    EXPECT_LE(row["compute_share_decode"].get<double>() +
+                  row["compute_share_prefill"].get<double>() +
+                  row["compute_share_store"].get<double>(),
+              1.05)
+        << row.dump();
     EXPECT_EQ(row["errors"], 0) << row.dump();
     EXPECT_EQ(row["requests"], 6) << row.dump();
     EXPECT_GT(row["output_tokens_per_s"].get<double>(), 0);

@@ -181,8 +181,8 @@ TEST_F(ServerTest, HealthModelsAndMetrics) {
        {"ckv_requests_total", "ckv_prompt_tokens_total", "ckv_generation_tokens_total",
         "ckv_prefix_cache_queries_total", "ckv_prefix_cache_hits_total", "ckv_ssd_bytes_read_total",
         "ckv_store_writes_total", "ckv_store_bytes", "ckv_store_prefixes", "ckv_requests_running",
-        "ckv_requests_waiting", "ckv_time_to_first_token_seconds",
-        "ckv_request_duration_seconds"}) {
+        "ckv_requests_waiting", "ckv_time_to_first_token_seconds", "ckv_request_duration_seconds",
+        "ckv_compute_seconds_total"}) {
     EXPECT_NE(metrics->body.find(std::string("# HELP ") + name + " "), std::string::npos) << name;
     EXPECT_NE(metrics->body.find(std::string("# TYPE ") + name + " "), std::string::npos) << name;
   }
@@ -359,6 +359,13 @@ TEST_F(ServerTest, SecondTurnHitsTheStoreAndRestartKeepsIt) {
   WaitForStoreWriter(client());
   // The conversation before the generation prompt, and the next turn's start.
   EXPECT_EQ(MetricValue(client(), "ckv_store_writes_total{result=\"stored\"}"), 2);
+  // Every kind of compute this turn ran is counted: its prefill, its 15 decode steps, the
+  // two background stores.
+  for (const char* kind : {"decode", "prefill", "store"}) {
+    EXPECT_GT(
+        MetricValue(client(), std::string("ckv_compute_seconds_total{kind=\"") + kind + "\"}"), 0)
+        << kind;
+  }
   msgs.push_back({{"role", "assistant"}, {"content", t1["choices"][0]["message"]["content"]}});
   msgs.push_back({{"role", "user"}, {"content", "What did she do next?"}});
   const json t2 = Post(client(), "/v1/chat/completions", ChatBody(msgs, 8));

@@ -77,6 +77,11 @@ void Metrics::CountStoreWrite(const std::string& result) {
   ++store_writes_[result];
 }
 
+void Metrics::AddComputeSeconds(Compute kind, double seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  compute_seconds_[static_cast<int>(kind)] += seconds;
+}
+
 std::string Metrics::Render() const {
   std::string out;
   {
@@ -92,6 +97,14 @@ std::string Metrics::Render() const {
            "skipped_too_short, skipped_shutdown, failed).");
     for (const auto& [result, n] : store_writes_) {
       out += "ckv_store_writes_total{result=\"" + result + "\"} " + std::to_string(n) + "\n";
+    }
+    Header(out, "ckv_compute_seconds_total", "counter",
+           "Model compute time by kind: decode (batched decode steps), prefill (requests' "
+           "prefills and Re-Prefills), store (background stores' pieces) (seconds).");
+    const char* kinds[] = {"decode", "prefill", "store"};
+    for (int i = 0; i < 3; ++i) {
+      out += std::string("ckv_compute_seconds_total{kind=\"") + kinds[i] + "\"} " +
+             Num(compute_seconds_[i]) + "\n";
     }
   }
   Scalar(out, "ckv_prompt_tokens_total", "counter", "Prompt tokens processed (tokens).",

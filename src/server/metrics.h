@@ -49,6 +49,10 @@ class Metrics {
   std::atomic<int64_t> requests_waiting{0};
   std::atomic<int64_t> decode_steps{0};  // batched decode steps
   std::atomic<int64_t> decode_rows{0};   // sequences they advanced (rows / steps = batch size)
+  // Where the model's compute time goes (the compute gate runs one of them at a time): with
+  // the wall time, what bounds a load (decode steps, request prefills, background stores).
+  enum class Compute { kDecode, kPrefill, kStore };
+  void AddComputeSeconds(Compute kind, double seconds);
   std::atomic<int64_t> sequence_kv_bytes{0};           // held by admitted sequences
   std::atomic<int64_t> sequence_kv_reserved_bytes{0};  // their bounds (admission limit)
   Histogram ttft;
@@ -61,6 +65,7 @@ class Metrics {
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, int64_t> requests_;  // (endpoint, code) -> count
   std::map<std::string, int64_t> store_writes_;              // result -> count
+  double compute_seconds_[3] = {0, 0, 0};                    // by Compute
 };
 
 }  // namespace ckv::server

@@ -1,5 +1,7 @@
 #include "server/store_writer.h"
 
+#include <chrono>
+
 #include "ckv/reprefill.h"
 
 namespace ckv::server {
@@ -93,7 +95,14 @@ void StoreWriter::Store(std::span<const int32_t> tokens) {
   StoreContextOptions opts;
   opts.run_piece = [this](const std::function<Status()>& f) {
     if (dropping_) return Status::IOError("the server is stopping");
-    return gate_.RunBackgroundPiece(f);
+    return gate_.RunBackgroundPiece([&] {
+      const auto t0 = std::chrono::steady_clock::now();
+      Status st = f();
+      metrics_.AddComputeSeconds(
+          Metrics::Compute::kStore,
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      return st;
+    });
   };
   Result<StoredContext> stored = Status::Internal("not run");
   try {

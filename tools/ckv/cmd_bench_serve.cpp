@@ -361,6 +361,15 @@ int Run(const ServeBenchArgs& a) {
         WorkloadRun run(a, corpus, **tok, workload, sys, port);
         std::cerr << workload << " " << sys.label << " c=" << c << ": warm-up\n";
         if (Status st = run.WarmUp(); !st.ok()) return Fail(st);
+        // Where the server's compute went during the measured requests (a row whose server
+        // runs elsewhere, --port, reads that server's counters the same way).
+        const char* kinds[] = {"decode", "prefill", "store"};
+        auto compute_seconds = [&](const char* kind) {
+          return FetchMetric(a.host, port,
+                             std::string("ckv_compute_seconds_total{kind=\"") + kind + "\"}");
+        };
+        double compute0[3];
+        for (int k = 0; k < 3; ++k) compute0[k] = compute_seconds(kinds[k]);
         const double steps0 = FetchMetric(a.host, port, "ckv_decode_steps_total");
         const double rows0 = FetchMetric(a.host, port, "ckv_decode_rows_total");
         const auto t0 = Clock::now();
@@ -373,6 +382,11 @@ int Run(const ServeBenchArgs& a) {
         s["system"] = sys.label;
         s["concurrency"] = c;
         s["mean_decode_batch"] = steps > 0 ? drows / steps : 0;
+        for (int k = 0; k < 3; ++k) {
+          const double spent = compute_seconds(kinds[k]) - compute0[k];
+          s[std::string("compute_share_") + kinds[k]] = wall > 0 ? spent / wall : 0;
+          if (k == 0) s["decode_step_ms_mean"] = steps > 0 ? spent * 1e3 / steps : 0;
+        }
         s["peak_rss_mib"] = PeakRssKiB() / 1024.0;
         std::cerr << "  " << s.dump() << "\n";
         for (auto& r : rows) {
@@ -407,6 +421,10 @@ int Run(const ServeBenchArgs& a) {
                                                    "cached_fraction",
                                                    "ssd_bytes_per_request",
                                                    "mean_decode_batch",
+                                                   "decode_step_ms_mean",
+                                                   "compute_share_decode",
+                                                   "compute_share_prefill",
+                                                   "compute_share_store",
                                                    "peak_rss_mib"};
   if (Status st = WriteBenchTables(a.out, all_rows, request_fields, summary, summary_fields);
       !st.ok()) {

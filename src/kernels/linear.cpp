@@ -299,7 +299,7 @@ void GemvT(const void* w, int64_t out_features, int64_t k, const float* x, int m
 // the out-of-order window covers only ~16 iterations (1 KB) of the dot-product loop. Measured
 // on the 0.5B shape, 4 alternating rounds (bench model --batch 8): no prefetch 39-41 tok/s
 // one stream and 141-163 at 8 rows; 4 KiB ahead 43-44 and 177-180; 2, 3, 6 and 8 KiB within
-// noise of 4 KiB. A prefetch never faults, so running past the end of the matrix is harmless.
+// noise of 4 KiB. A prefetch never faults, so reaching past the end of the matrix is harmless.
 constexpr int64_t kWeightPrefetchBytes = 4096;
 
 // bf16 weights times M bf16-rounded input rows with AVX512-BF16 dot products (vdpbf16ps: 32
@@ -318,7 +318,10 @@ void GemvBf16Dot(const uint16_t* w, int64_t out_features, int64_t k, const uint1
     __m512 acc[M];
     for (int r = 0; r < M; ++r) acc[r] = _mm512_setzero_ps();
     for (int64_t i = 0; i < k_main; i += 32) {
-      _mm_prefetch(reinterpret_cast<const char*>(wr + i) + kWeightPrefetchBytes, _MM_HINT_T0);
+      // In integers: a pointer past the matrix's end would be undefined even unused.
+      _mm_prefetch(
+          reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(wr + i) + kWeightPrefetchBytes),
+          _MM_HINT_T0);
       const __m512bh wv = (__m512bh)_mm512_loadu_si512(wr + i);
       for (int r = 0; r < M; ++r) {
         acc[r] = _mm512_dpbf16_ps(acc[r], wv, (__m512bh)_mm512_loadu_si512(xb + r * k + i));

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <dnnl.hpp>
 #include <type_traits>
 #include <vector>
@@ -245,7 +246,10 @@ inline void DotRow(const void* wrow_v, const float* x, int64_t k, float* out) {
     } else {
       w = F16ToF32(static_cast<const uint16_t*>(wrow_v)[i]);
     }
-    for (int r = 0; r < M; ++r) acc_s[r] += w * x[r * k + i];
+    // std::fma, not a * b + c: the compiler may contract the latter in one row count's
+    // instantiation and not in another's (seen under the sanitizer build), and a row's bits
+    // must not depend on the batch.
+    for (int r = 0; r < M; ++r) acc_s[r] = std::fma(w, x[r * k + i], acc_s[r]);
   }
   for (int r = 0; r < M; ++r) out[r] = acc_s[r];
 }
@@ -329,7 +333,9 @@ void GemvBf16Dot(const uint16_t* w, int64_t out_features, int64_t k, const uint1
     }
     for (int r = 0; r < M; ++r) {
       float s = SumLanes(acc[r]);
-      for (int64_t i = k_main; i < k; ++i) s += Bf16ToF32(wr[i]) * Bf16ToF32(xb[r * k + i]);
+      for (int64_t i = k_main; i < k; ++i) {
+        s = std::fma(Bf16ToF32(wr[i]), Bf16ToF32(xb[r * k + i]), s);  // as in DotRow's tail
+      }
       y[r * out_features + n] = s;
     }
   }

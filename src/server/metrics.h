@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -53,6 +54,24 @@ class Metrics {
   // the wall time, what bounds a load (decode steps, request prefills, background stores).
   enum class Compute { kDecode, kPrefill, kStore };
   void AddComputeSeconds(Compute kind, double seconds);
+  // Adds the seconds from its construction to its destruction: put one in the scope that
+  // runs the compute.
+  class ComputeTimer {
+   public:
+    ComputeTimer(Metrics& metrics, Compute kind)
+        : metrics_(metrics), kind_(kind), start_(std::chrono::steady_clock::now()) {}
+    ~ComputeTimer() {
+      metrics_.AddComputeSeconds(
+          kind_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+    }
+    ComputeTimer(const ComputeTimer&) = delete;
+    ComputeTimer& operator=(const ComputeTimer&) = delete;
+
+   private:
+    Metrics& metrics_;
+    const Compute kind_;
+    const std::chrono::steady_clock::time_point start_;
+  };
   std::atomic<int64_t> sequence_kv_bytes{0};           // held by admitted sequences
   std::atomic<int64_t> sequence_kv_reserved_bytes{0};  // their bounds (admission limit)
   Histogram ttft;

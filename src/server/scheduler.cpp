@@ -151,14 +151,13 @@ void Scheduler::Step() {
     Status st;
     {
       auto slot = gate_.AcquireForRequest();
-      const auto t0 = Clock::now();
+      Metrics::ComputeTimer timer(metrics_, Metrics::Compute::kPrefill);
       try {
         st = engine_.Prefill(*prefilling_->seq, piece);
       } catch (const std::exception& e) {
         // bad_alloc for a huge context, say: that request fails, the server goes on.
         st = Status::Internal(std::string("exception: ") + e.what());
       }
-      metrics_.AddComputeSeconds(Metrics::Compute::kPrefill, MsBetween(t0, Clock::now()) / 1e3);
     }
     if (!st.ok()) {
       Complete(std::move(prefilling_), st);
@@ -178,13 +177,12 @@ void Scheduler::Step() {
     Status st;
     {
       auto slot = gate_.AcquireForRequest();
-      const auto t0 = Clock::now();
+      Metrics::ComputeTimer timer(metrics_, Metrics::Compute::kDecode);
       try {
         st = engine_.DecodeStep(batch);
       } catch (const std::exception& e) {
         st = Status::Internal(std::string("exception: ") + e.what());
       }
-      metrics_.AddComputeSeconds(Metrics::Compute::kDecode, MsBetween(t0, Clock::now()) / 1e3);
     }
     // A failed step leaves no sequence of the batch in a known state: all of them fail.
     std::vector<std::unique_ptr<Entry>> keep;

@@ -1,7 +1,5 @@
 #include "server/store_writer.h"
 
-#include <chrono>
-
 #include "ckv/reprefill.h"
 
 namespace ckv::server {
@@ -96,12 +94,8 @@ void StoreWriter::Store(std::span<const int32_t> tokens) {
   opts.run_piece = [this](const std::function<Status()>& f) {
     if (dropping_) return Status::IOError("the server is stopping");
     return gate_.RunBackgroundPiece([&] {
-      const auto t0 = std::chrono::steady_clock::now();
-      Status st = f();
-      metrics_.AddComputeSeconds(
-          Metrics::Compute::kStore,
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-      return st;
+      Metrics::ComputeTimer timer(metrics_, Metrics::Compute::kStore);
+      return f();
     });
   };
   Result<StoredContext> stored = Status::Internal("not run");

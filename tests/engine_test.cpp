@@ -2,7 +2,9 @@
 // self-consistency of a tiny random Qwen2-shaped model (biases, GQA, untied head).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include "ckv/generate.h"
@@ -234,6 +236,85 @@ TEST(Sampling, SeededAndNucleusRespected) {
   EXPECT_FALSE(ValidateSampling({-1.f, 1.f, 0}).ok());
   EXPECT_FALSE(ValidateSampling({1.f, 0.f, 0}).ok());
   EXPECT_FALSE(ValidateSampling({1.f, 1.5f, 0}).ok());
+}
+
+// The nucleus as the sampler defined it before it stopped ranking the whole vocabulary: every
+// (probability, id) pair sorted, most probable first, ties by id.
+int32_t FullSortNucleusDraw(std::span<const float> logits, const SamplingOptions& so,
+                            std::mt19937_64& rng) {
+  const float max_logit = *std::max_element(logits.begin(), logits.end());
+  std::vector<std::pair<float, int32_t>> ranked;
+  double sum = 0.0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    const float p = std::exp((logits[i] - max_logit) / so.temperature);
+    ranked.emplace_back(p, static_cast<int32_t>(i));
+    sum += p;
+  }
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
+  size_t keep = ranked.size();
+  double cum = 0.0;
+  for (size_t i = 0; i < ranked.size(); ++i) {
+    cum += ranked[i].first / sum;
+    if (cum >= so.top_p) {
+      keep = i + 1;
+      break;
+    }
+  }
+  double kept_sum = 0.0;
+  for (size_t i = 0; i < keep; ++i) kept_sum += ranked[i].first;
+  std::uniform_real_distribution<double> dist(0.0, kept_sum);
+  const double u = dist(rng);
+  double c = 0.0;
+  for (size_t i = 0; i < keep; ++i) {
+    c += ranked[i].first;
+    if (u < c) return ranked[i].second;
+  }
+  return ranked[keep - 1].second;
+}
+
+TEST(Sampling, NucleusIsTheOneOfRankingTheWholeVocabulary) {
+  // A 20,000-token vocabulary: a few peaks over a flat floor with many exact ties, so nuclei
+  // from 1 token to far beyond the first 256 ranked (and beyond 2,048) all occur.
+  std::vector<float> logits(20000);
+  std::mt19937 gen(7);
+  std::uniform_int_distribution<int> level(0, 40);
+  for (auto& l : logits) l = 0.05f * static_cast<float>(level(gen));
+  logits[123] = 9.0f;
+  logits[4567] = 8.5f;
+  logits[19999] = 8.5f;
+  for (float temperature : {0.3f, 1.0f, 1.7f}) {
+    for (float top_p : {0.05f, 0.5f, 0.9f, 0.999f}) {
+      SamplingOptions so{temperature, top_p, 42};
+      Sampler sampler(so);
+      std::mt19937_64 rng(so.seed);
+      for (int i = 0; i < 40; ++i) {
+        ASSERT_EQ(sampler.Sample(logits), FullSortNucleusDraw(logits, so, rng))
+            << "temperature " << temperature << " top_p " << top_p << " draw " << i;
+      }
+    }
+  }
+}
+
+TEST(Sampling, DrawsFollowTheSoftmaxAndNeverAnImpossibleToken) {
+  // exp(-1e30) is 0: those two tokens must never come out, even from rounding at the end.
+  const std::vector<float> logits = {-1e30f, 1.0f, 0.0f, 2.0f, -1.0f, -1e30f};
+  const float temperature = 0.8f;
+  Sampler sampler(SamplingOptions{temperature, 1.0f, 99});
+  std::vector<int> counts(logits.size(), 0);
+  const int draws = 100000;
+  for (int i = 0; i < draws; ++i) counts[sampler.Sample(logits)] += 1;
+  double z = 0.0;
+  for (float l : logits) z += std::exp(static_cast<double>(l) / temperature);
+  for (size_t t = 0; t < logits.size(); ++t) {
+    const double p = std::exp(static_cast<double>(logits[t]) / temperature) / z;
+    // 5 standard deviations of a binomial count.
+    const double tolerance = 5.0 * std::sqrt(draws * p * (1.0 - p)) + 1.0;
+    EXPECT_NEAR(counts[t], draws * p, tolerance) << "token " << t;
+  }
+  EXPECT_EQ(counts[0], 0);
+  EXPECT_EQ(counts[5], 0);
 }
 
 }  // namespace

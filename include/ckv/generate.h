@@ -21,15 +21,21 @@ struct SamplingOptions {
 
 Status ValidateSampling(const SamplingOptions& opts);
 
+// Draws tokens from softmax(logits / temperature), restricted to the nucleus when top_p < 1.
+// The same options and seed give the same draws. Not thread-safe; one per sequence (distinct
+// Samplers may run on different threads at once).
 class Sampler {
  public:
   explicit Sampler(const SamplingOptions& opts) : opts_(opts), rng_(opts.seed) {}
   int32_t Sample(std::span<const float> logits);
 
  private:
+  int32_t SampleNucleus(double sum);
+
   SamplingOptions opts_;
   std::mt19937_64 rng_;
-  std::vector<std::pair<float, int32_t>> scratch_;
+  std::vector<float> probs_;  // unnormalized, by token id
+  std::vector<std::pair<float, int32_t>> ranked_;
 };
 
 int32_t Argmax(std::span<const float> logits);

@@ -39,6 +39,7 @@ struct ServeBenchArgs {
   int prefixes = 2;
   int64_t suffix_tokens = 32;
   int max_tokens = 32;
+  float temperature = 0.0f;  // 0: greedy, the same answers in every row
   int turns = 3;
   int64_t turn_tokens = 32;
   int documents = 2;
@@ -152,7 +153,7 @@ class WorkloadRun {
       : a_(a), corpus_(corpus), tok_(tok), workload_(workload), sys_(sys), port_(port) {}
 
   json Body(const std::vector<int32_t>& prompt, int max_tokens) const {
-    json b = {{"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}};
+    json b = {{"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", a_.temperature}};
     if (SystemReadsStoredPrefix(sys_.system)) {
       b["ckv_budget"] = sys_.budget;
     } else {
@@ -381,6 +382,7 @@ int Run(const ServeBenchArgs& a) {
         s["workload"] = workload;
         s["system"] = sys.label;
         s["concurrency"] = c;
+        s["temperature"] = a.temperature;
         s["mean_decode_batch"] = steps > 0 ? drows / steps : 0;
         for (int k = 0; k < 3; ++k) {
           const double spent = compute_seconds(kinds[k]) - compute0[k];
@@ -425,7 +427,8 @@ int Run(const ServeBenchArgs& a) {
                                                    "compute_share_decode",
                                                    "compute_share_prefill",
                                                    "compute_share_store",
-                                                   "peak_rss_mib"};
+                                                   "peak_rss_mib",
+                                                   "temperature"};
   if (Status st = WriteBenchTables(a.out, all_rows, request_fields, summary, summary_fields);
       !st.ok()) {
     return Fail(st);
@@ -471,6 +474,10 @@ void RegisterBenchServe(CLI::App& bench, std::vector<Command>& out) {
       ->capture_default_str();
   app->add_option("--max-tokens", a->max_tokens, "Tokens generated per request")
       ->capture_default_str();
+  app->add_option("--temperature", a->temperature,
+                  "Sampling temperature of every request (0: greedy; OpenAI clients default to 1)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 2.0));
   app->add_option("--turns", a->turns, "multiturn: turns per conversation")->capture_default_str();
   app->add_option("--turn-tokens", a->turn_tokens, "multiturn: tokens of each question")
       ->capture_default_str();

@@ -60,6 +60,10 @@ class BatchDecodeTest : public ::testing::Test {
     r[2].opts.system = "recompute";
     for (auto& q : r) q.opts.max_tokens = 10;
     r[2].opts.max_tokens = 14;
+    // Two rows sample (each with its own seed; a batch draws its rows in parallel), one is
+    // greedy.
+    r[0].opts.sampling = {0.9f, 1.0f, 11};
+    r[1].opts.sampling = {1.0f, 0.8f, 12};
     return r;
   }
 

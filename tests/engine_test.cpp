@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <random>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "ckv/generate.h"
 #include "ckv/model.h"

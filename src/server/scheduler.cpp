@@ -1,5 +1,6 @@
 #include "server/scheduler.h"
 
+#include <algorithm>
 #include <exception>
 
 namespace ckv::server {
@@ -129,9 +130,12 @@ void Scheduler::Admit() {
 void Scheduler::Step() {
   const auto now = Clock::now();
   bool stopping;
+  int admissible_waiting;  // queued requests with a free running slot after the prefilling one
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping = stopping_;
+    const int free_slots = config_.max_running - static_cast<int>(running_.size()) - 1;
+    admissible_waiting = std::max(0, std::min(static_cast<int>(queue_.size()), free_slots));
   }
   // Cancellation and deadlines take effect at this step.
   auto check = [&](Entry& e) {
@@ -146,8 +150,14 @@ void Scheduler::Step() {
   for (auto& e : running_) check(*e);
 
   if (prefilling_ != nullptr) {
-    // Alone, the prefill runs whole; beside decoding streams, one piece per step.
-    const int piece = running_.empty() ? 0 : config_.prefill_layers_per_step;
+    // Alone, the prefill runs whole; beside decoding streams, one piece per step, a piece
+    // longer by one for each request that waits with a slot free for it. Prefills run one at a
+    // time, so when a batch's streams end together (closed-loop users whose requests started
+    // together) the k-th newcomer waited k whole prefills in pieces before decoding: at 8 users
+    // a step held 6.2 rows on average. A queue now drains in fewer steps; the running streams'
+    // inter-token latency pays for it while it does.
+    const int piece =
+        running_.empty() ? 0 : config_.prefill_layers_per_step * (1 + admissible_waiting);
     Status st;
     {
       auto slot = gate_.AcquireForRequest();

@@ -56,7 +56,7 @@ void RegisterServe(CLI::App& root, std::vector<Command>& out) {
       ->capture_default_str();
   app->add_option("--prefill-layers-per-step", a->opt.prefill_layers_per_step,
                   "Layers of an admitted request's prefill run between two decode steps of "
-                  "the others")
+                  "the others, times (1 + requests waiting with a free slot)")
       ->capture_default_str();
   app->add_option("--request-timeout", a->opt.request_timeout_s,
                   "Seconds from a request's arrival after which it is ended and answered 504 "

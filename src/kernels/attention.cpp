@@ -136,48 +136,13 @@ inline void ExpTile(const float* s, float m, float* p) {
 }
 
 #if defined(__AVX512F__)
-// One query row against one key tile, online-softmax update of (m, l, o). HDV = head_dim/16.
-// `limit` = number of keys of the tile this row may see (causal and tile length).
-template <int HDV>
-inline void RowTile512(const float* q, const Tile& tile, int limit, float& m, float& l, float* o) {
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  const float* kt = tile.kt.data();
-  for (int d = 0; d < HDV * 16; d += 2) {
-    acc0 = _mm512_fmadd_ps(_mm512_set1_ps(q[d]), _mm512_loadu_ps(kt + d * kTile), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_set1_ps(q[d + 1]), _mm512_loadu_ps(kt + (d + 1) * kTile), acc1);
-  }
-  const __mmask16 valid = static_cast<__mmask16>((1u << limit) - 1u);
-  const __m512 sc = _mm512_mask_mov_ps(_mm512_set1_ps(kNegInf), valid, _mm512_add_ps(acc0, acc1));
-  const float tmax = _mm512_reduce_max_ps(sc);
-  const float m_new = std::max(m, tmax);
-  const __m512 p = _mm512_maskz_mov_ps(valid, Exp512(_mm512_sub_ps(sc, _mm512_set1_ps(m_new))));
-  if (m_new != m) {
-    const float alpha = m == kNegInf ? 0.f : std::exp(m - m_new);
-    const __m512 a = _mm512_set1_ps(alpha);
-    for (int c = 0; c < HDV; ++c)
-      _mm512_storeu_ps(o + 16 * c, _mm512_mul_ps(a, _mm512_loadu_ps(o + 16 * c)));
-    l *= alpha;
-    m = m_new;
-  }
-  l += _mm512_reduce_add_ps(p);
-  alignas(64) float pj[kTile];
-  _mm512_store_ps(pj, p);
-  __m512 oc[HDV];
-  for (int c = 0; c < HDV; ++c) oc[c] = _mm512_loadu_ps(o + 16 * c);
-  const float* v = tile.v.data();
-  for (int j = 0; j < limit; ++j) {
-    const __m512 b = _mm512_set1_ps(pj[j]);
-    for (int c = 0; c < HDV; ++c)
-      oc[c] = _mm512_fmadd_ps(b, _mm512_loadu_ps(v + j * HDV * 16 + 16 * c), oc[c]);
-  }
-  for (int c = 0; c < HDV; ++c) _mm512_storeu_ps(o + 16 * c, oc[c]);
-}
-
-// RowTile512 for R rows at once, each row's arithmetic in exactly RowTile512's order (so a
-// row's output does not depend on which rows share its tile). One row's score is two chains
-// of head_dim / 2 dependent FMAs and its P.V four chains of `limit`: latency-bound, ~1/3 of
-// the FMA rate. R rows interleave 2R and 4R independent chains and load each key row once for
-// all of them. `rows[i]` indexes q (stride HDV * 16), limit, m, l and o.
+// R query rows against one key tile, each row's online-softmax update of (m, l, o); HDV =
+// head_dim / 16, `limit` = keys of the tile a row may see (causal and tile length). Every row
+// runs the same operations in the same order whatever R is and whichever rows share the tile,
+// so its output bits do not depend on the grouping. One row alone is two chains of head_dim / 2
+// dependent FMAs for its scores and HDV chains of `limit` for P.V: latency-bound, ~1/3 of the
+// FMA rate; R rows interleave R times as many chains and load each key row once for all of
+// them. `rows[i]` indexes q (stride head_dim), limit, m, l and o.
 template <int HDV, int R>
 inline void RowsTile512(const float* q, const Tile& tile, const int* rows, const int* limit,
                         float* m, float* l, float* o) {
@@ -253,7 +218,7 @@ void ActiveRowsTile512(const float* q, const Tile& tile, const int* active, int 
 }
 #endif
 
-// Portable version of RowTile512 for any head_dim.
+// Portable version of RowsTile512's per-row update for any head_dim.
 inline void RowTileGeneric(const float* q, const Tile& tile, int hd, int limit, float& m, float& l,
                            float* o) {
   float s[kTile], p[kTile];
@@ -282,24 +247,6 @@ inline void RowTileGeneric(const float* q, const Tile& tile, int hd, int limit, 
   }
 }
 
-void RowTile(const float* q, const Tile& tile, int hd, int limit, float& m, float& l, float* o) {
-#if defined(__AVX512F__)
-  switch (hd) {
-    case 64:
-      return RowTile512<4>(q, tile, limit, m, l, o);
-    case 128:
-      return RowTile512<8>(q, tile, limit, m, l, o);
-    case 32:
-      return RowTile512<2>(q, tile, limit, m, l, o);
-    case 16:
-      return RowTile512<1>(q, tile, limit, m, l, o);
-    default:
-      break;
-  }
-#endif
-  RowTileGeneric(q, tile, hd, limit, m, l, o);
-}
-
 // The active rows of a tile (`active` indexes q, limit, m, l and o, rows of head_dim).
 void RowsTile(const float* q, const Tile& tile, int hd, const int* active, int n_active,
               const int* limit, float* m, float* l, float* o) {
@@ -319,8 +266,8 @@ void RowsTile(const float* q, const Tile& tile, int hd, const int* active, int n
 #endif
   for (int i = 0; i < n_active; ++i) {
     const int r = active[i];
-    RowTile(q + static_cast<size_t>(r) * hd, tile, hd, limit[r], m[r], l[r],
-            o + static_cast<size_t>(r) * hd);
+    RowTileGeneric(q + static_cast<size_t>(r) * hd, tile, hd, limit[r], m[r], l[r],
+                   o + static_cast<size_t>(r) * hd);
   }
 }
 

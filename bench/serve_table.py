@@ -2,7 +2,8 @@
 """Markdown tables for `ckv bench serve --out DIR` (its summary.json): one table per workload
 (TTFT p50/p95/p99, ITL p50, output tokens/s, cached fraction, SSD bytes per request, mean
 decode batch, the server's mean decode step, and the shares of the wall time its compute spent
-decoding, prefilling and storing in the background), then the ratios the targets ask for: each system's output tokens/s at the highest
+decoding, prefilling and storing in the background, and the stores done, skipped and still
+pending when the row ended), then the ratios the targets ask for: each system's output tokens/s at the highest
 concurrency over its own at 1, and other systems' p50 TTFT over the first system's at every
 concurrency.
 
@@ -25,6 +26,13 @@ def Shares(r):
     return "/".join(f"{100 * r['compute_share_' + k]:.0f}" for k in ("decode", "prefill", "store"))
 
 
+def Stores(r):
+    # Stores done during the row / skipped for a full queue / still pending when it ended.
+    if "stores_done" not in r:
+        return "-"
+    return f"{r['stores_done']:.0f}/{r['stores_skipped']:.0f}/{r['stores_pending_at_end']:.0f}"
+
+
 def main():
     with open(os.path.join(sys.argv[1], "summary.json")) as f:
         rows = json.load(f)
@@ -34,15 +42,16 @@ def main():
     for workload, wrows in by_workload.items():
         print(f"#### {workload}\n")
         print("| system | users | TTFT p50 ms | p95 | p99 | ITL p50 ms | out tok/s | cached | "
-              "SSD MB/req | batch | step ms | decode/prefill/store % | errors |")
+              "SSD MB/req | batch | step ms | decode/prefill/store % | stores done/skipped/left | "
+              "errors |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-              "| ---: |")
+              "| ---: | ---: |")
         for r in wrows:
             print(f"| {r['system']} | {r['concurrency']} | {r['ttft_p50_ms']:.0f} | "
                   f"{r['ttft_p95_ms']:.0f} | {r['ttft_p99_ms']:.0f} | {r['itl_p50_ms']:.1f} | "
                   f"{r['output_tokens_per_s']:.1f} | {r['cached_fraction']:.2f} | "
                   f"{r['ssd_bytes_per_request'] / 1e6:.2f} | {r['mean_decode_batch']:.2f} | "
-                  f"{Step(r)} | {Shares(r)} | {r['errors']} |")
+                  f"{Step(r)} | {Shares(r)} | {Stores(r)} | {r['errors']} |")
         print()
         systems = []
         for r in wrows:

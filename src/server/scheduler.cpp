@@ -158,17 +158,15 @@ void Scheduler::Step() {
     // inter-token latency pays for it while it does.
     const int piece =
         running_.empty() ? 0 : config_.prefill_layers_per_step * (1 + admissible_waiting);
-    Status st;
-    {
-      auto slot = gate_.AcquireForRequest();
+    const Status st = gate_.RunForRequest([&] {
       Metrics::ComputeTimer timer(metrics_, Metrics::Compute::kPrefill);
       try {
-        st = engine_.Prefill(*prefilling_->seq, piece);
+        return engine_.Prefill(*prefilling_->seq, piece);
       } catch (const std::exception& e) {
         // bad_alloc for a huge context, say: that request fails, the server goes on.
-        st = Status::Internal(std::string("exception: ") + e.what());
+        return Status::Internal(std::string("exception: ") + e.what());
       }
-    }
+    });
     if (!st.ok()) {
       Complete(std::move(prefilling_), st);
     } else if (prefilling_->seq->finished()) {
@@ -184,16 +182,14 @@ void Scheduler::Step() {
     }
     metrics_.decode_steps += 1;
     metrics_.decode_rows += static_cast<int64_t>(batch.size());
-    Status st;
-    {
-      auto slot = gate_.AcquireForRequest();
+    const Status st = gate_.RunForRequest([&] {
       Metrics::ComputeTimer timer(metrics_, Metrics::Compute::kDecode);
       try {
-        st = engine_.DecodeStep(batch);
+        return engine_.DecodeStep(batch);
       } catch (const std::exception& e) {
-        st = Status::Internal(std::string("exception: ") + e.what());
+        return Status::Internal(std::string("exception: ") + e.what());
       }
-    }
+    });
     // A failed step leaves no sequence of the batch in a known state: all of them fail.
     std::vector<std::unique_ptr<Entry>> keep;
     for (auto& e : running_) {

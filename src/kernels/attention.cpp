@@ -1,17 +1,5 @@
 #include "kernels/attention.h"
 
-// First, so that this is where the intrinsics' text is read: GCC 12 flags the undefined
-// pass-through operand of AVX-512 intrinsics (_mm512_undefined_ps) as uninitialized once
-// they are inlined into RowsTile512's loop over rows (GCC bug 105593, fixed in GCC 13).
-// The warning's location is the intrinsics header, so only that header's text is exempt.
-#if defined(__AVX512F__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
-
 #include <omp.h>
 
 #include <algorithm>
@@ -20,6 +8,7 @@
 #include <vector>
 
 #include "kernels/convert.h"
+#include "kernels/intrinsics.h"  // first: see there
 #include "kernels/vec_math.h"
 
 namespace ckv {

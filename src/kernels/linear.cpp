@@ -1,17 +1,5 @@
 #include "kernels/linear.h"
 
-// First, so that this is where the intrinsics' text is read: GCC 12 flags the undefined
-// pass-through operand of the AVX-512 shuffles (_mm512_undefined_ps) as uninitialized once
-// they are inlined into the GEMV's unrolled loops (GCC bug 105593, fixed in GCC 13). The
-// warning's location is the intrinsics header, so only that header's text is exempt.
-#if defined(__AVX512F__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
-
 #include <omp.h>
 
 #include <algorithm>
@@ -21,6 +9,7 @@
 #include <vector>
 
 #include "kernels/convert.h"
+#include "kernels/intrinsics.h"  // first: see there
 
 namespace ckv {
 namespace {

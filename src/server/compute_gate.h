@@ -12,14 +12,12 @@
 // Thread-safe; callers block until their compute has run.
 #pragma once
 
-#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
-#include <utility>
 
 #include "ckv/status.h"
 
@@ -29,113 +27,26 @@ class ComputeGate {
  public:
   // `background_share` in [0, 1): the fraction of compute time background pieces may take
   // under constant load (0: only when no request is pending).
-  explicit ComputeGate(double background_share = 0)
-      : share_(background_share), thread_([this] { ComputeLoop(); }) {}
+  explicit ComputeGate(double background_share = 0);
   // No Run* call may be in flight.
-  ~ComputeGate() {
-    {
-      std::lock_guard<std::mutex> lock(task_mu_);
-      stop_ = true;
-    }
-    task_cv_.notify_all();
-    thread_.join();
-  }
+  ~ComputeGate();
   ComputeGate(const ComputeGate&) = delete;
   ComputeGate& operator=(const ComputeGate&) = delete;
 
   // A request is queued or running (from Submit until it finishes).
-  void RequestPending() {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++pending_;
-  }
-  void RequestDone() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      --pending_;
-    }
-    idle_.notify_all();
-  }
+  void RequestPending();
+  void RequestDone();
   // Runs a request's compute (a prefill piece, a decode step) once no background piece has
   // its turn; returns what `f` returns (an exception it throws is rethrown here).
-  Status RunForRequest(const std::function<Status()>& f) {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      turn_.wait(lock, [&] { return !background_turn_; });
-    }
-    return RunOnComputeThread(f);
-  }
+  Status RunForRequest(const std::function<Status()>& f);
   // Runs a background piece once no request is pending, or once its share is due; returns
-  // what `f` returns.
-  Status RunBackgroundPiece(const std::function<Status()>& f) {
-    using Clock = std::chrono::steady_clock;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      auto idle = [&] { return pending_ == 0; };
-      if (share_ <= 0) {
-        idle_.wait(lock, idle);
-      } else {
-        // A piece that took d is followed by at least d (1 - s) / s of request compute, and
-        // never sooner than kMinWait after it asked (requests keep the machine most of the time).
-        const auto due = std::max(Clock::now() + kMinWait,
-                                  last_end_ + std::chrono::duration_cast<Clock::duration>(
-                                                  last_duration_ * ((1 - share_) / share_)));
-        if (!idle_.wait_until(lock, due, idle)) background_turn_ = true;
-      }
-    }
-    const auto start = Clock::now();
-    std::exception_ptr error;
-    Status st;
-    try {
-      st = RunOnComputeThread(f);
-    } catch (...) {
-      error = std::current_exception();
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      background_turn_ = false;
-      last_end_ = Clock::now();
-      last_duration_ = last_end_ - start;
-    }
-    turn_.notify_all();
-    if (error) std::rethrow_exception(error);
-    return st;
-  }
+  // what `f` returns (an exception it throws is rethrown here).
+  Status RunBackgroundPiece(const std::function<Status()>& f);
 
  private:
   // One caller at a time hands `f` to the compute thread and waits for it.
-  Status RunOnComputeThread(const std::function<Status()>& f) {
-    std::lock_guard<std::mutex> slot(compute_);
-    std::unique_lock<std::mutex> lock(task_mu_);
-    task_ = &f;
-    task_done_ = false;
-    task_cv_.notify_all();
-    task_cv_.wait(lock, [&] { return task_done_; });
-    task_ = nullptr;
-    if (task_error_) std::rethrow_exception(std::exchange(task_error_, nullptr));
-    return std::move(task_status_);
-  }
-
-  void ComputeLoop() {
-    std::unique_lock<std::mutex> lock(task_mu_);
-    for (;;) {
-      task_cv_.wait(lock, [&] { return stop_ || (task_ != nullptr && !task_done_); });
-      if (task_ == nullptr || task_done_) return;  // stopping, nothing handed over
-      const std::function<Status()>* f = task_;
-      lock.unlock();
-      Status st;
-      std::exception_ptr error;
-      try {
-        st = (*f)();
-      } catch (...) {
-        error = std::current_exception();
-      }
-      lock.lock();
-      task_status_ = std::move(st);
-      task_error_ = error;
-      task_done_ = true;
-      task_cv_.notify_all();
-    }
-  }
+  Status RunOnComputeThread(const std::function<Status()>& f);
+  void ComputeLoop();
 
   static constexpr std::chrono::milliseconds kMinWait{200};
   const double share_;

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "kernels/convert.h"
-#include "kernels/intrinsics.h"  // first: see there
+#include "kernels/intrinsics.h"
 #include "kernels/vec_math.h"
 
 namespace ckv {

@@ -2,9 +2,7 @@
 
 #include <cstring>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "kernels/intrinsics.h"
 
 namespace ckv {
 

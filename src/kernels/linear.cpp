@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "kernels/convert.h"
-#include "kernels/intrinsics.h"  // first: see there
+#include "kernels/intrinsics.h"
 
 namespace ckv {
 namespace {

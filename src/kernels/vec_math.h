@@ -2,8 +2,9 @@
 // the matmuls around it at 512-token prefill).
 #pragma once
 
+#include "kernels/intrinsics.h"
+
 #if defined(__AVX512F__)
-#include <immintrin.h>
 
 namespace ckv {
 

@@ -2,8 +2,8 @@
 """Markdown tables for `ckv bench serve --out DIR` (its summary.json): one table per workload
 (TTFT p50/p95/p99, ITL p50, output tokens/s, cached fraction, SSD bytes per request, mean
 decode batch, the server's mean decode step, and the shares of the wall time its compute spent
-decoding, prefilling and storing in the background, and the stores done, skipped and still
-pending when the row ended), then the ratios the targets ask for: each system's output tokens/s at the highest
+decoding, prefilling and storing in the background, and the prefixes stored, and the answered
+contexts skipped and still queued when the row ended), then the ratios the targets ask for: each system's output tokens/s at the highest
 concurrency over its own at 1, and other systems' p50 TTFT over the first system's at every
 concurrency.
 
@@ -27,10 +27,12 @@ def Shares(r):
 
 
 def Stores(r):
-    # Stores done during the row / skipped for a full queue / still pending when it ended.
+    # Prefixes stored during the row (up to two per answer: its prompt and its whole context) /
+    # answered contexts skipped for a full queue / contexts still queued or storing at its end.
     if "stores_done" not in r:
         return "-"
-    return f"{r['stores_done']:.0f}/{r['stores_skipped']:.0f}/{r['stores_pending_at_end']:.0f}"
+    return (f"{r['stores_done']:.0f}/{r['contexts_skipped']:.0f}/"
+            f"{r['contexts_pending_at_end']:.0f}")
 
 
 def main():
@@ -42,7 +44,7 @@ def main():
     for workload, wrows in by_workload.items():
         print(f"#### {workload}\n")
         print("| system | users | TTFT p50 ms | p95 | p99 | ITL p50 ms | out tok/s | cached | "
-              "SSD MB/req | batch | step ms | decode/prefill/store % | stores done/skipped/left | "
+              "SSD MB/req | batch | step ms | decode/prefill/store % | stored / ctx skipped / left | "
               "errors |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
               "| ---: | ---: |")

@@ -30,7 +30,7 @@ TEST(CliBenchServe, MeasuresEverySystemAndConcurrencyOverHttp) {
          {"ttft_p50_ms", "ttft_p95_ms", "ttft_p99_ms", "itl_p50_ms", "output_tokens_per_s",
           "cached_fraction", "ssd_bytes_per_request", "mean_decode_batch", "decode_step_ms_mean",
           "compute_share_decode", "compute_share_prefill", "compute_share_store", "stores_done",
-          "stores_skipped", "stores_pending_at_end", "peak_rss_mib"}) {
+          "contexts_skipped", "contexts_pending_at_end", "peak_rss_mib"}) {
       EXPECT_TRUE(row.contains(f)) << f;
     }
     // The server's compute, read from its counters over the measured requests: every row
@@ -51,15 +51,15 @@ TEST(CliBenchServe, MeasuresEverySystemAndConcurrencyOverHttp) {
       // No store: nothing cached, nothing read.
       EXPECT_EQ(row["cached_fraction"].get<double>(), 0);
       EXPECT_EQ(row["ssd_bytes_per_request"].get<double>(), 0);
-      EXPECT_EQ(row["stores_done"].get<double>() + row["stores_skipped"].get<double>() +
-                    row["stores_pending_at_end"].get<double>(),
+      EXPECT_EQ(row["stores_done"].get<double>() + row["contexts_skipped"].get<double>() +
+                    row["contexts_pending_at_end"].get<double>(),
                 0)
           << row.dump();
     } else {
       // Every answered context is stored, skipped or still waiting when the row ends: the
       // row's store work is accounted either way.
-      EXPECT_GE(row["stores_done"].get<double>() + row["stores_skipped"].get<double>() +
-                    row["stores_pending_at_end"].get<double>(),
+      EXPECT_GE(row["stores_done"].get<double>() + row["contexts_skipped"].get<double>() +
+                    row["contexts_pending_at_end"].get<double>(),
                 1)
           << row.dump();
       // The warmed-up prefixes / documents are found.

@@ -373,6 +373,8 @@ int Run(const ServeBenchArgs& a) {
         for (int k = 0; k < 3; ++k) compute0[k] = compute_seconds(kinds[k]);
         // Stores the row leaves behind (pending at its end, or skipped for a full queue) are
         // compute its wall time did not pay: counted, so a row cannot look faster by them.
+        // The writer counts prefixes written (an answer stores up to two: its prompt and its
+        // whole context) but skips and queues whole contexts, so the units differ.
         auto store_writes = [&](const char* result) {
           return FetchMetric(a.host, port,
                              std::string("ckv_store_writes_total{result=\"") + result + "\"}");
@@ -398,8 +400,8 @@ int Run(const ServeBenchArgs& a) {
           if (k == 0) s["decode_step_ms_mean"] = steps > 0 ? spent * 1e3 / steps : 0;
         }
         s["stores_done"] = store_writes("stored") - stored0;
-        s["stores_skipped"] = store_writes("skipped_queue_full") - skipped0;
-        s["stores_pending_at_end"] = FetchMetric(a.host, port, "ckv_store_pending");
+        s["contexts_skipped"] = store_writes("skipped_queue_full") - skipped0;
+        s["contexts_pending_at_end"] = FetchMetric(a.host, port, "ckv_store_pending");
         s["peak_rss_mib"] = PeakRssKiB() / 1024.0;
         std::cerr << "  " << s.dump() << "\n";
         for (auto& r : rows) {
@@ -439,8 +441,8 @@ int Run(const ServeBenchArgs& a) {
                                                    "compute_share_prefill",
                                                    "compute_share_store",
                                                    "stores_done",
-                                                   "stores_skipped",
-                                                   "stores_pending_at_end",
+                                                   "contexts_skipped",
+                                                   "contexts_pending_at_end",
                                                    "peak_rss_mib",
                                                    "temperature"};
   if (Status st = WriteBenchTables(a.out, all_rows, request_fields, summary, summary_fields);

@@ -33,8 +33,9 @@ namespace ckv::server {
 struct GenerationJob {
   std::vector<int32_t> prompt;
   ReprefillOptions options;  // system, budget, sampling, max_tokens; on_token is set here
-  // Called on the scheduler thread with each token; return false to stop (a stop string).
-  // It runs between steps of every running sequence: it must not block.
+  // Called with each token on the compute gate's thread, inside the step that produced it,
+  // while the scheduler thread waits for that step; return false to stop (a stop string). It
+  // holds up every running sequence: it must not block.
   std::function<bool(int32_t)> on_token;
   // Set by the HTTP side when the client went away or the server stops: generation ends
   // at the next step, a job still queued never starts.

@@ -227,6 +227,53 @@ TEST(Attention, SplittingTheContextIntoSpansIsBitExact) {
   for (int64_t t = 0; t < n_keys; ++t) EXPECT_NEAR(mass_only[t], mass_ref[t], 1e-5f) << t;
 }
 
+// bf16 keys and values are converted to float32 exactly, so attending to them must give the
+// bits the same values stored as float32 give: this pins the bf16 tiles' vector transpose
+// (head_dim 64 and 128) against the key-by-key path float32 takes, over spans that cut tiles,
+// a position gap, a partial last tile, one query (decode) and many.
+TEST(Attention, Bf16KeysGiveTheBitsOfTheSameValuesInF32) {
+  for (int hd : {64, 128}) {
+    for (int nq : {1, 19}) {
+      AttentionShape bf{14, 2, hd, DType::kBF16};
+      AttentionShape f32 = bf;
+      f32.kv_dtype = DType::kF32;
+      const int kvd = bf.num_kv_heads * hd;
+      const std::vector<std::pair<int64_t, int64_t>> layout = {{0, 21}, {64, 40}, {120, 53}};
+      std::vector<std::vector<unsigned char>> kb(3), vb(3), kf(3), vf(3);
+      std::vector<KVSpan> spans_bf, spans_f32;
+      int64_t total = 0;
+      for (size_t s = 0; s < layout.size(); ++s) {
+        const auto [begin, len] = layout[s];
+        const auto k = Quantize(Random(len * kvd, 40 + s), DType::kBF16, kb[s]);
+        const auto v = Quantize(Random(len * kvd, 50 + s), DType::kBF16, vb[s]);
+        Quantize(k, DType::kF32, kf[s]);
+        Quantize(v, DType::kF32, vf[s]);
+        spans_bf.push_back({kb[s].data(), vb[s].data(), len, begin});
+        spans_f32.push_back({kf[s].data(), vf[s].data(), len, begin});
+        total += len;
+      }
+      std::vector<int32_t> qpos(nq);
+      for (int i = 0; i < nq; ++i) qpos[i] = static_cast<int32_t>(172 - nq + 1 + i);
+      const auto q = Random(static_cast<size_t>(nq) * bf.num_heads * hd, 60);
+      std::vector<float> out_bf(q.size()), out_f32(q.size());
+      std::vector<float> mass_bf(total, 0.f), mass_f32(total, 0.f);
+      AttentionObserver obs_bf{mass_bf.data()}, obs_f32{mass_f32.data()};
+      Attention(q.data(), nq, qpos.data(), spans_bf, bf, out_bf.data(), &obs_bf);
+      Attention(q.data(), nq, qpos.data(), spans_f32, f32, out_f32.data(), &obs_f32);
+      EXPECT_EQ(out_bf, out_f32) << "head_dim " << hd << ", " << nq << " queries";
+      // Masses are per-thread sums added in whichever order the threads took work: equal up
+      // to that order.
+      std::vector<float> only_bf(total, 0.f), only_f32(total, 0.f);
+      AttentionMass(q.data(), nq, qpos.data(), spans_bf, bf, only_bf.data());
+      AttentionMass(q.data(), nq, qpos.data(), spans_f32, f32, only_f32.data());
+      for (int64_t t = 0; t < total; ++t) {
+        ASSERT_NEAR(mass_bf[t], mass_f32[t], 1e-5f) << t;
+        ASSERT_NEAR(only_bf[t], only_f32[t], 1e-5f) << t;
+      }
+    }
+  }
+}
+
 // One KV head and a short suffix (an IMPRESS probe head): the kernel cuts the rows finer so
 // both cores work; the probabilities still match a double-precision reference per key.
 TEST(Attention, MassOfOneHeadWithFewQueriesMatchesTheReference) {

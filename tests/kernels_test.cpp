@@ -74,29 +74,31 @@ INSTANTIATE_TEST_SUITE_P(All, LinearTest,
 
 // A decode batch (1..kGemvMaxRows rows) must give every row the bits it gets alone: the
 // server's answers may not depend on who else is decoding. k past the SIMD width reaches the
-// scalar tail.
+// scalar tail; the wide k (an MLP down projection's) makes batches walk their input in
+// L1-sized blocks while one row alone does not.
 TEST(Linear, EveryRowOfAGemvBatchHasTheBitsItHasAlone) {
-  const int k = 96 + 40, n = 257;
-  for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
-    std::vector<unsigned char> wstore;
-    Quantize(Random(static_cast<size_t>(n) * k, 3, 0.1f), dt, wstore);
-    auto lin = Linear::Create(wstore.data(), dt, n, k, LinearOptions{false});
-    ASSERT_TRUE(lin.ok()) << lin.status().ToString();
-    const auto x = Random(static_cast<size_t>(Linear::kGemvMaxRows) * k, 4);
-    std::vector<float> alone(static_cast<size_t>(Linear::kGemvMaxRows) * n);
-    for (int r = 0; r < Linear::kGemvMaxRows; ++r) {
-      (*lin)->Forward(x.data() + static_cast<size_t>(r) * k, 1,
-                      alone.data() + static_cast<size_t>(r) * n);
-    }
-    for (int m = 2; m <= Linear::kGemvMaxRows; ++m) {
-      std::vector<float> y(static_cast<size_t>(m) * n);
-      (*lin)->Forward(x.data(), m, y.data());
-      for (size_t i = 0; i < y.size(); ++i) {
-        ASSERT_EQ(y[i], alone[i]) << "dtype " << DTypeSize(dt) << " m=" << m << " row " << i / n
-                                  << " col " << i % n;
+  const int n = 257;
+  for (int k : {96 + 40, 4864 + 40})
+    for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+      std::vector<unsigned char> wstore;
+      Quantize(Random(static_cast<size_t>(n) * k, 3, 0.1f), dt, wstore);
+      auto lin = Linear::Create(wstore.data(), dt, n, k, LinearOptions{false});
+      ASSERT_TRUE(lin.ok()) << lin.status().ToString();
+      const auto x = Random(static_cast<size_t>(Linear::kGemvMaxRows) * k, 4);
+      std::vector<float> alone(static_cast<size_t>(Linear::kGemvMaxRows) * n);
+      for (int r = 0; r < Linear::kGemvMaxRows; ++r) {
+        (*lin)->Forward(x.data() + static_cast<size_t>(r) * k, 1,
+                        alone.data() + static_cast<size_t>(r) * n);
+      }
+      for (int m = 2; m <= Linear::kGemvMaxRows; ++m) {
+        std::vector<float> y(static_cast<size_t>(m) * n);
+        (*lin)->Forward(x.data(), m, y.data());
+        for (size_t i = 0; i < y.size(); ++i) {
+          ASSERT_EQ(y[i], alone[i]) << "k=" << k << " dtype " << DTypeSize(dt) << " m=" << m
+                                    << " row " << i / n << " col " << i % n;
+        }
       }
     }
-  }
 }
 
 struct RefAttention {

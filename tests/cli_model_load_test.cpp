@@ -32,5 +32,21 @@ TEST(CliModelLoad, EveryCommandThatRunsAModelTakesTheFlag) {
   }
 }
 
+// The server takes --pack-weights (the GEMM copy), and bench serve gives it to the servers it
+// starts; a running server (--port) has its own.
+TEST(CliModelLoad, ServeAndItsBenchTakePackWeights) {
+  for (const char* cmd : {"serve", "bench serve"}) {
+    const auto help = RunCli(std::string(cmd) + " --help");
+    EXPECT_NE(help.output.find("--pack-weights"), std::string::npos) << cmd;
+  }
+  const auto refused =
+      RunCli("bench serve --port 1 --systems contiguouskv:0.1 --pack-weights --out " +
+             test::MakeTempDir("bench-serve-pack"));
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("--pack-weights is for the servers bench serve starts"),
+            std::string::npos)
+      << refused.output;
+}
+
 }  // namespace
 }  // namespace ckv

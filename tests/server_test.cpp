@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <thread>
@@ -438,6 +439,37 @@ TEST(ServerModel, MappedWeightsServeTheSameAnswers) {
                       {{"prompt", prompt}, {"max_tokens", 16}, {"temperature", 0}}, &status);
   ASSERT_EQ(status, 200) << r.dump();
   EXPECT_EQ(r["choices"][0]["text"].get<std::string>(), expected);
+}
+
+// --pack-weights: the model is loaded with the GEMM copy (the startup line says so) and the
+// answers are those of plain greedy generation.
+TEST(ServerModel, PackedWeightsServeTheSameAnswers) {
+  const std::string prompt = "Once upon a time, a little dog";
+  const std::string expected = PlainGreedyText(prompt, 16);
+  ServerOptions o = BaseOptions(test::MakeTempDir("serve-pack"));
+  o.pack_weights = true;
+  auto lines = std::make_shared<std::vector<std::string>>();
+  auto mu = std::make_shared<std::mutex>();
+  o.log = [lines, mu](const std::string& line) {
+    std::lock_guard<std::mutex> lock(*mu);
+    lines->push_back(line);
+  };
+  Running run = StartServer(o);
+  ASSERT_TRUE(run.client);
+  int status = 0;
+  const json r = Post(*run.client, "/v1/completions",
+                      {{"prompt", prompt}, {"max_tokens", 16}, {"temperature", 0}}, &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  EXPECT_EQ(r["choices"][0]["text"].get<std::string>(), expected);
+  std::lock_guard<std::mutex> lock(*mu);
+  bool packed = false;
+  for (const std::string& line : *lines) {
+    if (line.find("listening on") != std::string::npos &&
+        line.find("weights also packed for GEMM") != std::string::npos) {
+      packed = true;
+    }
+  }
+  EXPECT_TRUE(packed) << "startup lines: " << lines->size();
 }
 
 TEST(ServerAuth, KeyRequiredExceptForHealth) {

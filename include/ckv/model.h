@@ -44,6 +44,9 @@ class Model {
   uint64_t fingerprint() const;
   // The dtype the weights are stored in ("bf16", "f16", "f32").
   const char* weight_dtype_name() const;
+  // Whether the matmul weights also hold a copy in the GEMM library's layout
+  // (ModelOptions::pack_weights).
+  bool packed_weights() const { return packed_weights_; }
   // The layer-level engine (internal type; for the library's own pipelines).
   const Transformer& transformer() const { return *transformer_; }
 
@@ -66,6 +69,7 @@ class Model {
   ModelConfig config_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Transformer> transformer_;
+  bool packed_weights_ = false;
 };
 
 }  // namespace ckv

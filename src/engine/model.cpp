@@ -32,6 +32,7 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& dir, const ModelOp
   auto t = Transformer::Create(std::move(tensors), m->config_, to);
   if (!t.ok()) return t.status().WithContext("loading model " + dir);
   m->transformer_ = std::move(t).value();
+  m->packed_weights_ = opts.pack_weights;
   return m;
 }
 

@@ -133,6 +133,7 @@ Status Server::Impl::Load() {
   ModelOptions mo;
   mo.require_tokenizer = true;
   mo.resident_weights = !opt.mmap_weights;
+  mo.pack_weights = opt.pack_weights;
   CKV_ASSIGN_OR_RETURN(model, Model::Load(opt.model_dir, mo));
   CKV_ASSIGN_OR_RETURN(auto prompt, server::ChatPrompt::Load(opt.model_dir, opt.chat_template_file,
                                                              *model->tokenizer()));
@@ -819,7 +820,8 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
       p->Log("ckv serve: listening on http://" + p->opt.host + ":" + std::to_string(p->port) +
              ", model " + p->opt.model_dir + " (served as '" + p->model_name + "'), store " +
              p->opt.store_dir + " (" + std::to_string(p->store->size()) + " prefixes), system " +
-             p->opt.system + ", budget " + json(p->opt.budget).dump());
+             p->opt.system + ", budget " + json(p->opt.budget).dump() +
+             (p->model->packed_weights() ? ", weights also packed for GEMM" : ""));
     } else {
       p->Log("error: " + st.ToString());
     }

@@ -48,7 +48,8 @@ struct ServeBenchArgs {
   double timeout_s = 600;
   std::string out;
   std::string host = "127.0.0.1";
-  int port = 0;  // > 0: a running server (one row)
+  int port = 0;               // > 0: a running server (one row)
+  bool pack_weights = false;  // the servers it starts (ServerOptions::pack_weights)
   bool no_plots = false;
 };
 
@@ -302,6 +303,10 @@ int Run(const ServeBenchArgs& a) {
     return Fail(Status::InvalidArgument(
         "--port measures the server that runs there: give one --systems row (its budget)"));
   }
+  if (a.port > 0 && a.pack_weights) {
+    return Fail(Status::InvalidArgument(
+        "--pack-weights is for the servers bench serve starts: give it to the running server"));
+  }
   for (int c : a.concurrency) {
     if (c < 1) return Fail(Status::InvalidArgument("--concurrency values must be >= 1"));
   }
@@ -353,6 +358,7 @@ int Run(const ServeBenchArgs& a) {
           so.max_queue = std::max(16, max_c);
           so.store_min_tokens = 16;
           so.store_max_bytes = sys.memory_store_mib << 20;
+          so.pack_weights = a.pack_weights;
           auto started = Server::Start(so);
           if (!started.ok()) return Fail(started.status());
           server = std::move(started).value();
@@ -393,6 +399,7 @@ int Run(const ServeBenchArgs& a) {
         s["system"] = sys.label;
         s["concurrency"] = c;
         s["temperature"] = a.temperature;
+        if (a.port <= 0) s["pack_weights"] = a.pack_weights;
         s["mean_decode_batch"] = steps > 0 ? drows / steps : 0;
         for (int k = 0; k < 3; ++k) {
           const double spent = compute_seconds(kinds[k]) - compute0[k];
@@ -444,7 +451,8 @@ int Run(const ServeBenchArgs& a) {
                                                    "contexts_skipped",
                                                    "contexts_pending_at_end",
                                                    "peak_rss_mib",
-                                                   "temperature"};
+                                                   "temperature",
+                                                   "pack_weights"};
   if (Status st = WriteBenchTables(a.out, all_rows, request_fields, summary, summary_fields);
       !st.ok()) {
     return Fail(st);
@@ -508,6 +516,9 @@ void RegisterBenchServe(CLI::App& bench, std::vector<Command>& out) {
       ->capture_default_str();
   app->add_option("--host", a->host, "With --port: the server's address")->capture_default_str();
   app->add_option("--port", a->port, "Measure a server already running there (one row)");
+  app->add_flag("--pack-weights", a->pack_weights,
+                "The servers it starts also keep the weights packed for GEMM (ckv serve "
+                "--pack-weights)");
   app->add_flag("--no-plots", a->no_plots, "Do not render the PNG plots (bench/plot_serve.py)");
   app->add_option("--out", a->out,
                   "Output directory: requests.json/.csv, summary.json/.csv, plots, stores/")

@@ -16,7 +16,7 @@ void RegisterServe(CLI::App& root, std::vector<Command>& out) {
   struct Args {
     ServerOptions opt;
     std::string model = DefaultModelDir();
-    ModelLoadArgs load;  // the server loads its own model: only --mmap-weights applies
+    ModelLoadArgs load;  // the server loads its own model from these flags
     StoreArgs store;
     std::string api_key_file;
     int64_t max_batch_kv_mib = ServerOptions{}.max_batch_kv_bytes >> 20;
@@ -25,7 +25,7 @@ void RegisterServe(CLI::App& root, std::vector<Command>& out) {
   CLI::App* app = root.add_subcommand(
       "serve", "OpenAI-compatible HTTP server with automatic, persistent prefix caching");
   app->add_option("--model", a->model, "Model directory")->capture_default_str();
-  a->load.AddTo(app, /*with_pack=*/false);
+  a->load.AddTo(app, /*with_pack=*/true);
   AddStoreOptions(*app, a->store);
   app->add_option("--host", a->opt.host, "Address to bind")->capture_default_str();
   app->add_option("--port", a->opt.port, "Port (0 = any free port)")->capture_default_str();
@@ -86,6 +86,7 @@ void RegisterServe(CLI::App& root, std::vector<Command>& out) {
          opt.max_batch_kv_bytes = a->max_batch_kv_mib << 20;
          opt.model_dir = a->model;
          opt.mmap_weights = a->load.mmap_weights;
+         opt.pack_weights = a->load.pack_weights;
          if (opt.model_dir.empty()) {
            return Fail(FindDataDir().status().WithContext("no --model given"));
          }

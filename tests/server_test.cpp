@@ -426,19 +426,24 @@ TEST_F(ServerTest, ACorruptStoredUnitCostsARecomputeNotAWrongAnswer) {
   EXPECT_EQ(r["choices"][0]["text"].get<std::string>(), PlainGreedyText(prompt, 16));
 }
 
+// The text a server started with `o` answers `prompt` with: greedy, 16 tokens.
+std::string ServedGreedyText(const ServerOptions& o, const std::string& prompt) {
+  Running run = StartServer(o);
+  if (!run.client) return "(the server did not start)";
+  int status = 0;
+  const json r = Post(*run.client, "/v1/completions",
+                      {{"prompt", prompt}, {"max_tokens", 16}, {"temperature", 0}}, &status);
+  if (status != 200) return "(status " + std::to_string(status) + ") " + r.dump();
+  return r["choices"][0]["text"].get<std::string>();
+}
+
 // --mmap-weights: the model mapped instead of read resident serves the same answers.
 TEST(ServerModel, MappedWeightsServeTheSameAnswers) {
   const std::string prompt = "Once upon a time, a little dog";
   const std::string expected = PlainGreedyText(prompt, 16);  // before the server's threads
   ServerOptions o = BaseOptions(test::MakeTempDir("serve-mmap"));
   o.mmap_weights = true;
-  Running run = StartServer(o);
-  ASSERT_TRUE(run.client);
-  int status = 0;
-  const json r = Post(*run.client, "/v1/completions",
-                      {{"prompt", prompt}, {"max_tokens", 16}, {"temperature", 0}}, &status);
-  ASSERT_EQ(status, 200) << r.dump();
-  EXPECT_EQ(r["choices"][0]["text"].get<std::string>(), expected);
+  EXPECT_EQ(ServedGreedyText(o, prompt), expected);
 }
 
 // --pack-weights: the model is loaded with the GEMM copy (the startup line says so) and the
@@ -454,13 +459,7 @@ TEST(ServerModel, PackedWeightsServeTheSameAnswers) {
     std::lock_guard<std::mutex> lock(*mu);
     lines->push_back(line);
   };
-  Running run = StartServer(o);
-  ASSERT_TRUE(run.client);
-  int status = 0;
-  const json r = Post(*run.client, "/v1/completions",
-                      {{"prompt", prompt}, {"max_tokens", 16}, {"temperature", 0}}, &status);
-  ASSERT_EQ(status, 200) << r.dump();
-  EXPECT_EQ(r["choices"][0]["text"].get<std::string>(), expected);
+  EXPECT_EQ(ServedGreedyText(o, prompt), expected);
   std::lock_guard<std::mutex> lock(*mu);
   bool packed = false;
   for (const std::string& line : *lines) {

@@ -384,7 +384,9 @@ void GemvBf16Dot(const uint16_t* w, int64_t out_features, int64_t k, const uint1
   const int64_t k_main = k / 32 * 32;
   const int64_t k_block =
       std::max<int64_t>(32, kGemvInputBlockBytes / (M * int64_t{sizeof(uint16_t)}) / 32 * 32);
-  if (k_main <= k_block) {
+  // One row is bound by memory, not by re-reading its input: it keeps one stream per weight
+  // row (the 1.5B and 7B shapes' down projections exceed the block even alone).
+  if (M == 1 || k_main <= k_block) {
 #pragma omp parallel for schedule(static) if (out_features * k >= kParallelGemvElements)
     for (int64_t n = 0; n < out_features; ++n) {
       const uint16_t* wr = w + n * k;
@@ -404,6 +406,8 @@ void GemvBf16Dot(const uint16_t* w, int64_t out_features, int64_t k, const uint1
     for (int64_t n = n0; n < n1; ++n) {
       for (int r = 0; r < M; ++r) saved[n - n0][r] = _mm512_setzero_ps();
     }
+    // The weight prefetch now reaches into this row's next blocks, which stay in L2 until
+    // their turn.
     for (int64_t i0 = 0; i0 < k_main; i0 += k_block) {
       const int64_t i1 = std::min(k_main, i0 + k_block);
       for (int64_t n = n0; n < n1; ++n) {

@@ -79,14 +79,10 @@ void LoadTileBf16(const unsigned char* const* krow, const unsigned char* const* 
   if (!with_values) return;
   for (int j = 0; j < kTile; ++j) {
     float* dst = tile.v.data() + static_cast<size_t>(j) * hd;
-    if (j >= n) {
+    if (j < n) {
+      Bf16ToF32Row(reinterpret_cast<const uint16_t*>(vrow[j]), dst, hd);
+    } else {
       std::fill_n(dst, hd, 0.f);
-      continue;
-    }
-    for (int d = 0; d < hd; d += 16) {
-      const __m256i h = _mm256_loadu_si256(
-          reinterpret_cast<const __m256i*>(vrow[j] + static_cast<size_t>(d) * 2));
-      _mm512_storeu_si512(dst + d, _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     }
   }
 }

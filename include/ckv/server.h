@@ -21,9 +21,10 @@ struct ServerOptions {
   // less memory held, slower decode.
   bool mmap_weights = false;
   // Also keep the weights in the GEMM library's blocked layout (ModelOptions::pack_weights):
-  // one more copy of the weights in memory, for faster short GEMMs, which is what a server's
-  // Re-Prefills (a turn's new tokens) and background stores (a suffix and an answer) run:
-  // ~1.3x at 32 tokens on the 0.5B shape (docs/BENCHMARKS.md). Decode reads the plain copy.
+  // one more copy of the layers' matmul weights in memory, for faster short GEMMs, which is
+  // what a server's Re-Prefills (a turn's new tokens) and background stores (a suffix and an
+  // answer) run: ~1.3x at 32 tokens on the 0.5B shape (docs/BENCHMARKS.md). Decode reads the
+  // plain copy.
   bool pack_weights = false;
   std::string store_dir;
   std::string host = "127.0.0.1";

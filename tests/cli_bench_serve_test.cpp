@@ -76,6 +76,33 @@ TEST(CliBenchServe, MeasuresEverySystemAndConcurrencyOverHttp) {
   EXPECT_TRUE(std::filesystem::exists(dir + "/requests.csv"));
 }
 
+// --think-ms: each user waits a drawn think time before each request (users arriving over
+// time, readers between turns); the rows say how long, and the row's wall time holds them.
+TEST(CliBenchServe, ThinkTimeComesBeforeEachRequest) {
+  const std::string dir = test::MakeTempDir("cli-bench-serve-think");
+  const auto r = RunCli("bench serve --text " + test::TextDataDir() +
+                        "/tinystories.txt --systems contiguouskv:0.5 --concurrency 1 --workloads "
+                        "multiturn --requests 4 --prefix-tokens 128 --documents 1 --turns 2 "
+                        "--turn-tokens 8 --max-tokens 4 --think-ms 300 --no-plots --out " +
+                        dir);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto summary = nlohmann::json::parse(test::ReadFileOrDie(dir + "/summary.json"));
+  ASSERT_EQ(summary.size(), 1u);
+  EXPECT_EQ(summary[0]["think_ms"].get<double>(), 300);
+  const auto requests = nlohmann::json::parse(test::ReadFileOrDie(dir + "/requests.json"));
+  ASSERT_EQ(requests.size(), 4u);
+  double thought_ms = 0;
+  for (const auto& row : requests) {
+    EXPECT_GT(row["think_ms"].get<double>(), 0) << row.dump();
+    thought_ms += row["think_ms"].get<double>();
+  }
+  // One user: its requests and think times follow each other, so the row lasts at least as
+  // long as it thought.
+  EXPECT_GE(summary[0]["wall_s"].get<double>() * 1e3, thought_ms) << summary.dump();
+
+  EXPECT_NE(RunCli("bench serve --think-ms -1 --out " + dir).exit_code, 0);
+}
+
 TEST(CliBenchServe, ArgumentErrorsNameTheOption) {
   const std::string dir = test::MakeTempDir("cli-bench-serve-args");
   auto r = RunCli("bench serve --systems nonsense --out " + dir);

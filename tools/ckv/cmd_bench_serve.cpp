@@ -1,8 +1,9 @@
 // ckv bench serve: many users against `ckv serve`, measured from the client's side. For each
 // system (a server started here per row, on a fresh store) and each concurrency, N users in
-// closed loop replay a workload over HTTP (streamed completions with token-id prompts) and
-// the run records TTFT, inter-token latency, output tokens/s, the cached-token fraction and
-// SSD bytes per request. Or, with --port, one row against a server already running.
+// closed loop (with an optional think time) replay a workload over HTTP (streamed completions
+// with token-id prompts) and the run records TTFT, inter-token latency, output tokens/s, the
+// cached-token fraction and SSD bytes per request. Or, with --port, one row against a server
+// already running.
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -43,6 +45,10 @@ struct ServeBenchArgs {
   int turns = 3;
   int64_t turn_tokens = 32;
   int documents = 2;
+  // Mean think time before each of a user's requests (exponential, seeded per user; 0: closed
+  // loop, every request sent as soon as the previous answer ended). Users then arrive over time
+  // and a conversation's next turn comes after its reader read the answer, as people chat.
+  double think_ms = 0;
   int max_running = 0;  // 0: the largest concurrency
   int64_t cache_mib = 256;
   double timeout_s = 600;
@@ -129,14 +135,12 @@ struct Corpus {
 };
 
 // One measured request, as a row of requests.json.
-json RequestRow(const StreamedCompletion& r, int user, int turn, int64_t prompt_tokens) {
-  json row = {{"user", user},
-              {"turn", turn},
-              {"ok", r.ok()},
-              {"error", r.error},
-              {"prompt_tokens", prompt_tokens},
-              {"ttft_ms", r.ttft_ms},
-              {"mean_itl_ms", r.mean_itl_ms},
+json RequestRow(const StreamedCompletion& r, int user, int turn, int64_t prompt_tokens,
+                double think_ms) {
+  json row = {{"user", user},         {"turn", turn},
+              {"think_ms", think_ms}, {"ok", r.ok()},
+              {"error", r.error},     {"prompt_tokens", prompt_tokens},
+              {"ttft_ms", r.ttft_ms}, {"mean_itl_ms", r.mean_itl_ms},
               {"e2e_ms", r.e2e_ms}};
   const json& u = r.usage;
   row["output_tokens"] = u.is_null() ? 0 : u.value("completion_tokens", 0);
@@ -179,21 +183,31 @@ class WorkloadRun {
     return Status::OK();
   }
 
-  // Users in closed loop until `requests` were sent; returns the rows.
+  // Users in closed loop (each with its think time, --think-ms) until `requests` were sent;
+  // returns the rows.
   json Measure(int users) {
     json rows = json::array();
     std::mutex mu;
     std::atomic<int> next{0}, conversations{0};
     auto user_loop = [&](int user) {
+      std::mt19937_64 rng(0x9E3779B97F4A7C15ull * static_cast<uint64_t>(user + 1));
+      std::exponential_distribution<double> think_draw(a_.think_ms > 0 ? 1.0 / a_.think_ms : 1.0);
+      auto think = [&] {  // returns the time thought (ms)
+        if (a_.think_ms <= 0) return 0.0;
+        const double ms = think_draw(rng);
+        std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(ms));
+        return ms;
+      };
       if (workload_ == "shared-prefix") {
         for (int i; (i = next++) < a_.requests;) {
+          const double thought = think();
           std::vector<int32_t> prompt = SharedPrefix(i % a_.prefixes);
           const auto q = corpus_.Slice(1000003 + int64_t{i} * a_.suffix_tokens, a_.suffix_tokens);
           prompt.insert(prompt.end(), q.begin(), q.end());
           const auto r =
               PostStreamedCompletion(a_.host, port_, Body(prompt, a_.max_tokens), a_.timeout_s);
           std::lock_guard<std::mutex> lock(mu);
-          rows.push_back(RequestRow(r, user, 0, static_cast<int64_t>(prompt.size())));
+          rows.push_back(RequestRow(r, user, 0, static_cast<int64_t>(prompt.size()), thought));
         }
         return;
       }
@@ -213,11 +227,12 @@ class WorkloadRun {
         const auto q = corpus_.Slice(2000003 + (int64_t{conversation} * 31 + turn) * a_.turn_tokens,
                                      a_.turn_tokens);
         prompt.insert(prompt.end(), q.begin(), q.end());
+        const double thought = think();
         const auto r =
             PostStreamedCompletion(a_.host, port_, Body(prompt, a_.max_tokens), a_.timeout_s);
         {
           std::lock_guard<std::mutex> lock(mu);
-          rows.push_back(RequestRow(r, user, turn, static_cast<int64_t>(prompt.size())));
+          rows.push_back(RequestRow(r, user, turn, static_cast<int64_t>(prompt.size()), thought));
         }
         ++turn;
         if (!r.ok()) {
@@ -399,6 +414,7 @@ int Run(const ServeBenchArgs& a) {
         s["system"] = sys.label;
         s["concurrency"] = c;
         s["temperature"] = a.temperature;
+        s["think_ms"] = a.think_ms;
         if (a.port <= 0) s["pack_weights"] = a.pack_weights;
         s["mean_decode_batch"] = steps > 0 ? drows / steps : 0;
         for (int k = 0; k < 3; ++k) {
@@ -424,9 +440,11 @@ int Run(const ServeBenchArgs& a) {
     }
   }
   const std::vector<std::string> request_fields = {
-      "workload",      "system",   "concurrency",    "user",   "turn",          "ok",
-      "prompt_tokens", "ttft_ms",  "mean_itl_ms",    "e2e_ms", "output_tokens", "cached_tokens",
-      "ssd_bytes",     "queue_ms", "server_ttft_ms", "error"};
+      "workload",      "system",      "concurrency", "user",
+      "turn",          "think_ms",    "ok",          "prompt_tokens",
+      "ttft_ms",       "mean_itl_ms", "e2e_ms",      "output_tokens",
+      "cached_tokens", "ssd_bytes",   "queue_ms",    "server_ttft_ms",
+      "error"};
   const std::vector<std::string> summary_fields = {"workload",
                                                    "system",
                                                    "concurrency",
@@ -452,6 +470,7 @@ int Run(const ServeBenchArgs& a) {
                                                    "contexts_pending_at_end",
                                                    "peak_rss_mib",
                                                    "temperature",
+                                                   "think_ms",
                                                    "pack_weights"};
   if (Status st = WriteBenchTables(a.out, all_rows, request_fields, summary, summary_fields);
       !st.ok()) {
@@ -507,6 +526,12 @@ void RegisterBenchServe(CLI::App& bench, std::vector<Command>& out) {
       ->capture_default_str();
   app->add_option("--documents", a->documents, "multiturn: distinct documents")
       ->capture_default_str();
+  app->add_option("--think-ms", a->think_ms,
+                  "Mean think time before each of a user's requests, ms (exponential; 0: closed "
+                  "loop). Users arrive over time and read each answer before the next turn; "
+                  "tokens/s then follows the offered load, not the server's capacity")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3.6e6));
   app->add_option("--max-running", a->max_running,
                   "Server's --max-running (0 = the largest concurrency)")
       ->capture_default_str();

@@ -352,6 +352,68 @@ TEST_F(ServerTest, StopStringsCutTheAnswer) {
   EXPECT_EQ(cut["choices"][0]["finish_reason"], "stop");
 }
 
+// Parses an SSE body into its JSON events ([DONE] left out).
+std::vector<json> SseEvents(const std::string& sse) {
+  std::vector<json> events;
+  for (size_t pos = 0, end; (end = sse.find("\n\n", pos)) != std::string::npos; pos = end + 2) {
+    const std::string ev = sse.substr(pos, end - pos);
+    if (ev.rfind("data: ", 0) == 0 && ev != "data: [DONE]")
+      events.push_back(json::parse(ev.substr(6)));
+  }
+  return events;
+}
+
+// return_token_ids (vLLM's extension): the answer's ids beside its text, streamed or not, and
+// a client that appends them to its prompt finds the whole stored context.
+TEST_F(ServerTest, ReturnTokenIdsGivesTheIdsTheStoreKeeps) {
+  const json tok = Post(client(), "/tokenize", {{"text", "Once upon a time"}});
+  json body = {{"prompt", "Once upon a time"},
+               {"max_tokens", 12},
+               {"temperature", 0},
+               {"return_token_ids", true},
+               {"ckv_store", false}};
+  const json plain = Post(client(), "/v1/completions", body);
+  const json& choice = plain["choices"][0];
+  ASSERT_TRUE(choice["token_ids"].is_array()) << plain.dump();
+  const std::vector<int32_t> ids = choice["token_ids"];
+  EXPECT_EQ(choice["prompt_token_ids"], tok["tokens"]);
+  ASSERT_EQ(static_cast<int64_t>(ids.size()), plain["usage"]["completion_tokens"].get<int64_t>());
+  const json text = Post(client(), "/detokenize", {{"tokens", ids}});
+  EXPECT_EQ(text["text"], choice["text"]);
+
+  // Streamed: the chunks' ids, concatenated, are the same ids; the first chunk has the prompt's.
+  body["stream"] = true;
+  auto res = client().Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res && res->status == 200);
+  const std::vector<json> events = SseEvents(res->body);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.front()["choices"][0]["prompt_token_ids"], tok["tokens"]);
+  std::vector<int32_t> streamed;
+  for (const json& e : events) {
+    if (e["choices"].empty()) continue;
+    for (const auto& t : e["choices"][0]["token_ids"]) streamed.push_back(t.get<int32_t>());
+  }
+  EXPECT_EQ(streamed, ids);
+
+  // Stored, then continued with exactly those ids: the whole context hits.
+  body.erase("stream");
+  body["ckv_store"] = true;
+  const json stored = Post(client(), "/v1/completions", body);
+  WaitForStoreWriter(client());
+  std::vector<int32_t> next = tok["tokens"];
+  next.insert(next.end(), ids.begin(), ids.end());
+  const size_t context = next.size();
+  next.insert(next.end(), ids.begin(), ids.begin() + 4);  // the next turn's own tokens
+  const json t2 =
+      Post(client(), "/v1/completions", {{"prompt", next}, {"max_tokens", 2}, {"temperature", 0}});
+  EXPECT_EQ(t2["usage"]["prompt_tokens_details"]["cached_tokens"].get<size_t>(), context)
+      << stored.dump() << t2.dump();
+
+  ExpectError(client(), "/v1/completions",
+              R"({"prompt": "Once", "max_tokens": 2, "return_token_ids": "yes"})", 400,
+              "return_token_ids");
+}
+
 // The next turn of a conversation starts with this turn's context: it must hit the store.
 TEST_F(ServerTest, SecondTurnHitsTheStoreAndRestartKeepsIt) {
   json msgs = {{{"role", "user"}, {"content", "Once upon a time there was a girl named Lily."}}};

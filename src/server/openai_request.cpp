@@ -186,6 +186,10 @@ std::optional<ApiError> ParseCompletionRequest(const json& body, Endpoint endpoi
       out->include_usage = so["include_usage"];
     }
   }
+  if (body.contains("return_token_ids") && !body["return_token_ids"].is_null()) {
+    if (!body["return_token_ids"].is_boolean()) return TypeError("return_token_ids", "a boolean");
+    out->return_token_ids = body["return_token_ids"].get<bool>();
+  }
   if (body.contains("ckv_budget") && !body["ckv_budget"].is_null()) {
     const json& b = body["ckv_budget"];
     if (!b.is_number() || !(b.get<double>() > 0) || b.get<double>() > 1 ||

@@ -32,6 +32,9 @@ struct CompletionRequest {
   std::vector<std::string> stop;
   bool stream = false;
   bool include_usage = false;
+  // vLLM's extension: the answer's token ids (and the prompt's) beside its text, for clients
+  // that work in token space and continue a conversation with exactly the ids generated.
+  bool return_token_ids = false;
   std::optional<double> budget;  // ckv_budget
   std::optional<bool> store;     // ckv_store
 };

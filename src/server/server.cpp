@@ -11,9 +11,11 @@
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
+#include <utility>
 #include <variant>
 
 #include "ckv/model.h"
@@ -289,14 +291,16 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
   struct Channel {
     std::mutex mu;
     std::condition_variable cv;
-    std::deque<std::string> pending;  // text ready to send, one entry per token
+    std::deque<std::string> pending;   // text ready to send, one entry per token
+    std::vector<int32_t> pending_ids;  // ids not sent yet (return_token_ids only)
     int64_t first_token_us = -1;
   };
   auto channel = std::make_shared<Channel>();
   auto stream = std::make_shared<server::TextStream>(*model->tokenizer(), prompt, r.stop);
   auto saw_eos = std::make_shared<bool>(false);
   const int delay_ms = opt.debug_token_delay_ms;
-  job.on_token = [channel, stream, eos, saw_eos, arrived, delay_ms](int32_t id) {
+  const bool return_ids = r.return_token_ids;
+  job.on_token = [channel, stream, eos, saw_eos, arrived, delay_ms, return_ids](int32_t id) {
     if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     std::string piece;
     const bool end_of_turn = eos && id == *eos;
@@ -308,6 +312,7 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
                                     .count();
     }
     if (!piece.empty()) channel->pending.push_back(std::move(piece));
+    if (return_ids) channel->pending_ids.push_back(id);
     channel->cv.notify_all();
     if (end_of_turn) *saw_eos = true;
     return !end_of_turn && !stream->stopped();
@@ -449,6 +454,12 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
       choice = {
           {"index", 0}, {"text", stream->text()}, {"logprobs", nullptr}, {"finish_reason", reason}};
     }
+    if (return_ids) {
+      // Every generated id, an end-of-turn one included: what the server stores as this
+      // answer's context, so a client that appends them continues on the stored prefix.
+      choice["token_ids"] = out.result.generated_ids;
+      choice["prompt_token_ids"] = prompt;
+    }
     return Reply(res, 200,
                  {{"id", id},
                   {"object", endpoint == Endpoint::kChat ? "chat.completion" : "text_completion"},
@@ -461,9 +472,18 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
 
   // Server-Sent Events: one event per token as it is generated.
   const bool include_usage = r.include_usage;
-  auto chunk = [id, created, endpoint, name = model_name](const json& delta_or_text,
-                                                          const json& finish_reason) {
+  // With return_token_ids, each chunk carries the ids generated since the previous one (their
+  // text may come in a later chunk, when it was held back), and the first the prompt's.
+  auto ids_unsent = std::make_shared<std::vector<int32_t>>();
+  auto prompt_ids_unsent = std::make_shared<std::optional<std::vector<int32_t>>>(
+      return_ids ? std::optional(prompt) : std::nullopt);
+  auto chunk = [id, created, endpoint, name = model_name, return_ids, ids_unsent,
+                prompt_ids_unsent](const json& delta_or_text, const json& finish_reason) {
     json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_reason}};
+    if (return_ids) {
+      choice["token_ids"] = std::exchange(*ids_unsent, {});
+      if (*prompt_ids_unsent) choice["prompt_token_ids"] = *std::exchange(*prompt_ids_unsent, {});
+    }
     if (endpoint == Endpoint::kChat) {
       choice["delta"] = delta_or_text;
     } else {
@@ -508,6 +528,9 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
                                    [&] { return !channel->pending.empty(); });
             }
             pieces.swap(channel->pending);
+            ids_unsent->insert(ids_unsent->end(), channel->pending_ids.begin(),
+                               channel->pending_ids.end());
+            channel->pending_ids.clear();
           }
           for (const std::string& piece : pieces) {  // one event per token
             const json d = endpoint == Endpoint::kChat ? json{{"content", piece}} : json(piece);

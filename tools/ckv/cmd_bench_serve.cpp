@@ -158,7 +158,13 @@ class WorkloadRun {
       : a_(a), corpus_(corpus), tok_(tok), workload_(workload), sys_(sys), port_(port) {}
 
   json Body(const std::vector<int32_t>& prompt, int max_tokens) const {
-    json b = {{"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", a_.temperature}};
+    // return_token_ids: a multiturn user goes on with the ids the server generated, as a
+    // client working in token space does (re-encoding the text can give other ids, and then
+    // the stored context is missed by all but its prompt).
+    json b = {{"prompt", prompt},
+              {"max_tokens", max_tokens},
+              {"temperature", a_.temperature},
+              {"return_token_ids", true}};
     if (SystemReadsStoredPrefix(sys_.system)) {
       b["ckv_budget"] = sys_.budget;
     } else {
@@ -239,8 +245,12 @@ class WorkloadRun {
           turn = a_.turns;  // a failed turn ends its conversation
           continue;
         }
-        auto answer = tok_.Encode(r.text, /*add_special_tokens=*/false);
-        if (answer.ok()) prompt.insert(prompt.end(), answer->begin(), answer->end());
+        if (r.has_token_ids) {
+          prompt.insert(prompt.end(), r.token_ids.begin(), r.token_ids.end());
+        } else {  // a server without return_token_ids (--port): the text, re-encoded
+          auto answer = tok_.Encode(r.text, /*add_special_tokens=*/false);
+          if (answer.ok()) prompt.insert(prompt.end(), answer->begin(), answer->end());
+        }
       }
     };
     std::vector<std::thread> threads;

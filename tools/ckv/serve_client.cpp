@@ -35,6 +35,16 @@ StreamedCompletion PostStreamedCompletion(const std::string& host, int port, nlo
     if (j.contains("usage") && !j["usage"].is_null()) out.usage = j["usage"];
     if (!j.contains("choices") || j["choices"].empty()) return;
     const auto& choice = j["choices"][0];
+    if (choice.contains("token_ids") && choice["token_ids"].is_array()) {
+      out.has_token_ids = true;
+      for (const auto& t : choice["token_ids"]) {
+        if (!t.is_number_integer()) {
+          out.error = "token_ids holds something other than ids: " + choice["token_ids"].dump();
+          return;
+        }
+        out.token_ids.push_back(t.get<int32_t>());
+      }
+    }
     const std::string piece = choice.value("text", "");
     if (piece.empty()) return;
     const auto now = Clock::now();

@@ -18,6 +18,10 @@ struct StreamedCompletion {
   int token_events = 0;
   double mean_itl_ms = 0;  // mean gap between token events after the first
   nlohmann::json usage;    // the final usage chunk (stream_options.include_usage)
+  // The answer's token ids, when the body asked for them (return_token_ids) and the server
+  // sent them; has_token_ids says it did.
+  std::vector<int32_t> token_ids;
+  bool has_token_ids = false;
   bool ok() const { return http_status == 200 && error.empty() && !usage.is_null(); }
 };
 

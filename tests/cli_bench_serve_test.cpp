@@ -13,17 +13,23 @@ namespace {
 
 using test::RunCli;
 
+// Runs `bench serve` with `args` on the bundled model and story text into `dir`; returns its
+// summary rows (none when it failed).
+nlohmann::json BenchServe(const std::string& args, const std::string& dir) {
+  const auto r = RunCli("bench serve --text " + test::TextDataDir() + "/tinystories.txt " + args +
+                        " --no-plots --out " + dir);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  if (r.exit_code != 0) return nlohmann::json::array();
+  return nlohmann::json::parse(test::ReadFileOrDie(dir + "/summary.json"));
+}
+
 TEST(CliBenchServe, MeasuresEverySystemAndConcurrencyOverHttp) {
   const std::string dir = test::MakeTempDir("cli-bench-serve");
-  const auto r = RunCli(
-      "bench serve --text " + test::TextDataDir() +
-      "/tinystories.txt --systems contiguouskv:0.5,as-lru@mem:64,recompute --concurrency 1,3 "
+  const auto summary = BenchServe(
+      "--systems contiguouskv:0.5,as-lru@mem:64,recompute --concurrency 1,3 "
       "--workloads shared-prefix,multiturn --requests 6 --prefix-tokens 128 --prefixes 2 "
-      "--documents 2 --turns 3 --suffix-tokens 8 --turn-tokens 8 --max-tokens 6 --no-plots "
-      "--out " +
+      "--documents 2 --turns 3 --suffix-tokens 8 --turn-tokens 8 --max-tokens 6",
       dir);
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto summary = nlohmann::json::parse(test::ReadFileOrDie(dir + "/summary.json"));
   ASSERT_EQ(summary.size(), 12u);  // 2 workloads x 3 systems x 2 concurrencies
   for (const auto& row : summary) {
     for (const char* f :
@@ -80,13 +86,10 @@ TEST(CliBenchServe, MeasuresEverySystemAndConcurrencyOverHttp) {
 // time, readers between turns); the rows say how long, and the row's wall time holds them.
 TEST(CliBenchServe, ThinkTimeComesBeforeEachRequest) {
   const std::string dir = test::MakeTempDir("cli-bench-serve-think");
-  const auto r = RunCli("bench serve --text " + test::TextDataDir() +
-                        "/tinystories.txt --systems contiguouskv:0.5 --concurrency 1 --workloads "
-                        "multiturn --requests 4 --prefix-tokens 128 --documents 1 --turns 2 "
-                        "--turn-tokens 8 --max-tokens 4 --think-ms 300 --no-plots --out " +
-                        dir);
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto summary = nlohmann::json::parse(test::ReadFileOrDie(dir + "/summary.json"));
+  const auto summary = BenchServe(
+      "--systems contiguouskv:0.5 --concurrency 1 --workloads multiturn --requests 4 "
+      "--prefix-tokens 128 --documents 1 --turns 2 --turn-tokens 8 --max-tokens 4 --think-ms 300",
+      dir);
   ASSERT_EQ(summary.size(), 1u);
   EXPECT_EQ(summary[0]["think_ms"].get<double>(), 300);
   const auto requests = nlohmann::json::parse(test::ReadFileOrDie(dir + "/requests.json"));

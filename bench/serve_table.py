@@ -4,8 +4,8 @@
 decode batch, the server's mean decode step, and the shares of the wall time its compute spent
 decoding, prefilling and storing in the background, and the prefixes stored, and the answered
 contexts skipped and still queued when the row ended), then the ratios the targets ask for: each system's output tokens/s at the highest
-concurrency over its own at 1, and other systems' p50 TTFT over the first system's at every
-concurrency.
+concurrency over its own at 1 (closed-loop runs only: with --think-ms tokens/s is the offered
+load), and other systems' p50 TTFT over the first system's at every concurrency.
 
     bench/serve_table.py DIR
 """
@@ -61,7 +61,13 @@ def main():
                 systems.append(r["system"])
         table = {(r["system"], r["concurrency"]): r for r in wrows}
         users = sorted({r["concurrency"] for r in wrows})
-        for s in systems:
+        think_ms = max(r.get("think_ms", 0) for r in wrows)
+        if think_ms > 0:
+            # Users who think between requests: tokens/s is the load they offered, not what
+            # the server could do, so no capacity ratio is printed.
+            print(f"- users think {think_ms:.0f} ms on average before each request: tokens/s "
+                  "follow the offered load (no 8-over-1 capacity ratio)")
+        for s in systems if think_ms == 0 else []:
             lo, hi = table.get((s, users[0])), table.get((s, users[-1]))
             if lo and hi and lo["output_tokens_per_s"] > 0:
                 print(f"- {s}: output tokens/s at {users[-1]} users / at {users[0]}: "

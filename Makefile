@@ -47,11 +47,14 @@ fresh-check:
 	@scripts/fresh-check.sh
 
 # The long-context model of models/ckv-long-8m (tools/train/README.md; ~2.5 h on 2 cores, not
-# in CI): TRAIN_TOKENS of text, then TRAIN_REPEAT_TOKENS with doubled spans. Resumes from
-# build-train/run/checkpoint.pt when there is one.
+# in CI): TRAIN_TOKENS of text, then TRAIN_REPEAT_TOKENS with doubled spans, then the copy
+# stages (TRAIN_COPY_TOKENS of periodic random windows, TRAIN_COPY_MIX_TOKENS of those mixed
+# with text; 0 skips them). Resumes from build-train/run/checkpoint.pt when there is one.
 TRAIN_DIR ?= build-train
 TRAIN_TOKENS ?= 8e6
 TRAIN_REPEAT_TOKENS ?= 3e6
+TRAIN_COPY_TOKENS ?= 0
+TRAIN_COPY_MIX_TOKENS ?= 0
 train-model: build
 	@scripts/install-train-deps.sh
 	@/usr/bin/python3 tools/train/corpus.py --out $(TRAIN_DIR)/corpus
@@ -59,7 +62,8 @@ train-model: build
 	  /usr/bin/python3 tools/train/tokenizer.py --corpus $(TRAIN_DIR)/corpus --out $(TRAIN_DIR)/model
 	@/usr/bin/python3 tools/train/train.py --corpus $(TRAIN_DIR)/corpus \
 	  --tokenizer $(TRAIN_DIR)/model --out $(TRAIN_DIR)/run --tokens $(TRAIN_TOKENS) \
-	  --repeat-tokens $(TRAIN_REPEAT_TOKENS)
+	  --repeat-tokens $(TRAIN_REPEAT_TOKENS) --copy-tokens $(TRAIN_COPY_TOKENS) \
+	  --copy-mix-tokens $(TRAIN_COPY_MIX_TOKENS)
 	@/usr/bin/python3 tools/train/export.py --run $(TRAIN_DIR)/run --tokenizer $(TRAIN_DIR)/model \
 	  --out $(TRAIN_DIR)/export --check $(BUILD_DIR)/ckv
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_io  # noqa: E402
 from llama import Config, Llama  # noqa: E402
 
 BOS, EOS = 1, 2
@@ -86,6 +87,52 @@ def add_repeats(row, rng, span_lo, span_hi, vocab, every):
             span = row[first:first + n].copy()
         row[first:first + n] = span
         row[second:second + n] = span
+
+
+def periodic_row(row, rng, vocab):
+    """Overwrites row (BOS + tokens) after BOS with one random span of 8-64 tokens written
+    again and again: past the first period every token is the one a period back."""
+    n = int(rng.integers(8, 65))
+    span = rng.integers(FIRST_REGULAR_ID, vocab, size=n)
+    for p in range(1, len(row), n):
+        k = min(n, len(row) - p)
+        row[p:p + k] = span[:k]
+
+
+def paired_spans_row(row, rng, vocab):
+    """Writes spans of 16-64 tokens twice into row (BOS + text) without overlap: a pair, 0-199
+    tokens of text between its halves, 0-99 before the next pair; half the spans random tokens,
+    half the row's own text copied further on."""
+    length = len(row) - 1
+    pos = 1
+    while True:
+        n = int(rng.integers(16, 65))
+        gap = int(rng.integers(0, 200))
+        if pos + 2 * n + gap > length:
+            return
+        if rng.random() < 0.5:
+            span = rng.integers(FIRST_REGULAR_ID, vocab, size=n)
+        else:
+            span = row[pos:pos + n].copy()
+        row[pos:pos + n] = span
+        row[pos + n + gap:pos + 2 * n + gap] = span
+        pos += 2 * n + gap + int(rng.integers(0, 100))
+
+
+def copy_batch(stream, length, count, rng, vocab, periodic_share):
+    """The copy stages' rows: `periodic_share` of them periodic random tokens, the rest text
+    with paired spans."""
+    starts = rng.integers(0, len(stream) - length, size=count)
+    rows = []
+    for s in starts:
+        row = np.concatenate([[BOS], stream[s:s + length]])
+        if rng.random() < periodic_share:
+            periodic_row(row, rng, vocab)
+        else:
+            paired_spans_row(row, rng, vocab)
+        rows.append(row)
+    t = torch.from_numpy(np.stack(rows).astype(np.int64))
+    return t[:, :-1], t[:, 1:]
 
 
 def batch(stream, length, count, rng, repeat_share=0.0, span=(8, 64), vocab=0, every=256):
@@ -161,6 +208,19 @@ def main():
                     help="share of the second stage's windows with doubled spans")
     ap.add_argument("--repeat-every", type=int, default=128,
                     help="one doubled span per this many tokens of such a window")
+    ap.add_argument("--init-from", default="",
+                    help="a model directory (config.json + model.safetensors, this trainer's "
+                         "shape) to start from when --out holds no checkpoint")
+    ap.add_argument("--copy-tokens", type=float, default=0,
+                    help="third stage: windows of periodic random tokens (copying)")
+    ap.add_argument("--copy-lr", type=float, default=1e-3, help="third stage's LR")
+    ap.add_argument("--copy-mix-tokens", type=float, default=0,
+                    help="fourth stage: half periodic windows, half text with paired spans")
+    ap.add_argument("--copy-mix-lr", type=float, default=5e-4, help="fourth stage's LR")
+    ap.add_argument("--copy-mix-length", type=int, default=512,
+                    help="fourth stage's window (tokens); spans pair within a window")
+    ap.add_argument("--copy-step-tokens", type=int, default=4096,
+                    help="tokens per optimizer step in the copy stages")
     ap.add_argument("--step-tokens", type=int, default=8192, help="tokens per optimizer step")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup-tokens", type=float, default=0.3e6)
@@ -208,6 +268,19 @@ def main():
         rng.bit_generator.state = ck["numpy_rng"]
         torch.set_rng_state(ck["torch_rng"])
         print(f"resumed at step {state['step']}, {state['tokens']:,} tokens", flush=True)
+    elif args.init_from:
+        with open(os.path.join(args.init_from, "config.json")) as fh:
+            hf = json.load(fh)
+        ours = cfg.hf_config()
+        differ = [k for k in ("vocab_size", "hidden_size", "intermediate_size",
+                              "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                              "head_dim", "rope_theta") if hf.get(k) != ours[k]]
+        if differ:
+            sys.exit(f"{args.init_from} holds a model of another shape ({', '.join(differ)}); "
+                     "use its model flags")
+        tensors = safetensors_io.load(os.path.join(args.init_from, "model.safetensors"))
+        model.load_state_dict({k[len("model."):]: v.float() for k, v in tensors.items()})
+        print(f"initialized from {args.init_from}", flush=True)
     print(f"model: {model.num_parameters() / 1e6:.2f}M parameters, {json.dumps(cfg.__dict__)}",
           flush=True)
 
@@ -232,24 +305,44 @@ def main():
                                     "numpy_rng": rng.bit_generator.state,
                                     "torch_rng": torch.get_rng_state()})
 
-    total = args.tokens + args.repeat_tokens
+    base_end = args.tokens + args.repeat_tokens
+    copy_end = base_end + args.copy_tokens
+    total = copy_end + args.copy_mix_tokens
     vocab = cfg.vocab_size
     while state["tokens"] < total:
+        copy_stage = state["tokens"] >= base_end
         if state["tokens"] < args.tokens:
             length = phase_at(state["tokens"], args.tokens)
             lr = lr_at(state["tokens"], args.tokens, args.lr, args.warmup_tokens)
             share = 0.0
-        else:  # second stage: a warm restart of its own schedule
+        elif not copy_stage:  # second stage: a warm restart of its own schedule
             done = state["tokens"] - args.tokens
             length = phase_at(done, args.repeat_tokens, REPEAT_CURRICULUM)
             lr = lr_at(done, args.repeat_tokens, args.repeat_lr, 0.1e6)
             share = args.repeat_share
-        rows = max(1, args.step_tokens // length)
+        else:
+            # Copy stages (third, fourth): induction heads did not form from doubled spans in
+            # text (tools/train/README.md); windows where copying is most of the loss make
+            # them form within a few hundred steps, then text comes back beside them. A
+            # 50-step warm-up to a constant LR, no weight decay (rare tokens' embeddings must
+            # stay apart for random spans to be matched).
+            periodic_only = state["tokens"] < copy_end
+            start = base_end if periodic_only else copy_end
+            length = 256 if periodic_only else args.copy_mix_length
+            peak = args.copy_lr if periodic_only else args.copy_mix_lr
+            lr = peak * min(1.0, ((state["tokens"] - start) // args.copy_step_tokens + 1) / 50)
+            share = 1.0 if periodic_only else 0.5
+        step_tokens = args.copy_step_tokens if copy_stage else args.step_tokens
+        rows = max(1, step_tokens // length)
         for g in opt.param_groups:
             g["lr"] = lr
+        opt.param_groups[0]["weight_decay"] = 0.0 if copy_stage else args.weight_decay  # matrices
         t0 = time.time()
-        x, y = batch(train_stream, length, rows, rng, share, vocab=vocab,
-                     every=args.repeat_every)
+        if copy_stage:
+            x, y = copy_batch(train_stream, length, rows, rng, vocab, share)
+        else:
+            x, y = batch(train_stream, length, rows, rng, share, vocab=vocab,
+                         every=args.repeat_every)
         loss = loss_of(model, x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -15,6 +15,11 @@ spans make the copying signal dense, so the model learns to find an earlier occu
 recent tokens and continue it, which is what long-context retrieval and the induction probe
 need. With the defaults (every window, a pair per 128 tokens, spans of 8-64) about a fifth of
 a window's tokens sit in doubled spans (pairs may overwrite each other); the rest is the text.
+
+Copy stages (--copy-tokens, --copy-mix-tokens; --init-from starts them from an exported model)
+follow: windows of periodic random tokens, where copying is most of the loss, then those mixed
+with text holding paired spans. The second stage did not make induction heads form; these do
+(tools/train/README.md has the measurements).
 """
 
 import argparse

@@ -106,13 +106,14 @@ def periodic_row(row, rng, vocab):
 
 def paired_spans_row(row, rng, vocab):
     """Writes spans of 16-64 tokens twice into row (BOS + text) without overlap: a pair, 0-199
-    tokens of text between its halves, 0-99 before the next pair; half the spans random tokens,
-    half the row's own text copied further on."""
+    tokens of text between its halves (up to a quarter of the window in windows over 800), 0-99
+    before the next pair; half the spans random tokens, half the row's own text copied further
+    on."""
     length = len(row) - 1
     pos = 1
     while True:
         n = int(rng.integers(16, 65))
-        gap = int(rng.integers(0, 200))
+        gap = int(rng.integers(0, max(200, length // 4)))
         if pos + 2 * n + gap > length:
             return
         if rng.random() < 0.5:

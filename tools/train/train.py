@@ -125,31 +125,34 @@ def paired_spans_row(row, rng, vocab):
         pos += 2 * n + gap + int(rng.integers(0, 100))
 
 
+def windows(stream, length, count, rng, edit=None):
+    """`count` windows of BOS + `length` tokens at random places of the stream, each handed to
+    edit(row) to rewrite in place when given; returns (inputs, targets)."""
+    starts = rng.integers(0, len(stream) - length, size=count)
+    rows = [np.concatenate([[BOS], stream[s:s + length]]) for s in starts]
+    if edit is not None:
+        for row in rows:
+            edit(row)
+    t = torch.from_numpy(np.stack(rows).astype(np.int64))
+    return t[:, :-1], t[:, 1:]
+
+
 def copy_batch(stream, length, count, rng, vocab, periodic_share):
     """The copy stages' rows: `periodic_share` of them periodic random tokens, the rest text
     with paired spans."""
-    starts = rng.integers(0, len(stream) - length, size=count)
-    rows = []
-    for s in starts:
-        row = np.concatenate([[BOS], stream[s:s + length]])
+    def edit(row):
         if rng.random() < periodic_share:
             periodic_row(row, rng, vocab)
         else:
             paired_spans_row(row, rng, vocab)
-        rows.append(row)
-    t = torch.from_numpy(np.stack(rows).astype(np.int64))
-    return t[:, :-1], t[:, 1:]
+    return windows(stream, length, count, rng, edit)
 
 
 def batch(stream, length, count, rng, repeat_share=0.0, span=(8, 64), vocab=0, every=256):
-    starts = rng.integers(0, len(stream) - length, size=count)
-    rows = [np.concatenate([[BOS], stream[s:s + length]]) for s in starts]
-    if repeat_share > 0:
-        for row in rows:
-            if rng.random() < repeat_share:
-                add_repeats(row, rng, span[0], span[1], vocab, every)
-    t = torch.from_numpy(np.stack(rows).astype(np.int64))
-    return t[:, :-1], t[:, 1:]
+    def edit(row):
+        if rng.random() < repeat_share:
+            add_repeats(row, rng, span[0], span[1], vocab, every)
+    return windows(stream, length, count, rng, edit if repeat_share > 0 else None)
 
 
 def loss_of(model, x, y):

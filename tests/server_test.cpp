@@ -290,6 +290,22 @@ TEST_F(ServerTest, CompletionsTakeTextOrTokenIds) {
   EXPECT_EQ(text["usage"]["completion_tokens"], 8);
 }
 
+// Parses an SSE body into its JSON events ([DONE] left out), expecting nothing but
+// "data: ...\n\n" events.
+std::vector<json> SseEvents(const std::string& sse) {
+  std::vector<json> events;
+  size_t pos = 0;
+  for (size_t end; (end = sse.find("\n\n", pos)) != std::string::npos; pos = end + 2) {
+    const std::string ev = sse.substr(pos, end - pos);
+    EXPECT_EQ(ev.rfind("data: ", 0), 0u) << ev;
+    if (ev.rfind("data: ", 0) == 0 && ev != "data: [DONE]") {
+      events.push_back(json::parse(ev.substr(6)));
+    }
+  }
+  EXPECT_EQ(pos, sse.size()) << "an unterminated event: " << sse.substr(pos);
+  return events;
+}
+
 // SSE: "data: {json}\n\n" events, one per token, then "data: [DONE]"; the streamed text equals
 // the non-streamed answer; usage in a last chunk with empty choices when asked for.
 TEST_F(ServerTest, StreamingIsServerSentEventsOnePerToken) {
@@ -306,16 +322,7 @@ TEST_F(ServerTest, StreamingIsServerSentEventsOnePerToken) {
   const std::string& sse = res->body;
   ASSERT_GE(sse.size(), 14u);
   EXPECT_EQ(sse.substr(sse.size() - 14), "data: [DONE]\n\n");
-  std::vector<json> events;
-  size_t pos = 0;
-  while (pos < sse.size()) {
-    const size_t end = sse.find("\n\n", pos);
-    ASSERT_NE(end, std::string::npos);
-    const std::string ev = sse.substr(pos, end - pos);
-    ASSERT_EQ(ev.rfind("data: ", 0), 0u) << ev;
-    if (ev != "data: [DONE]") events.push_back(json::parse(ev.substr(6)));
-    pos = end + 2;
-  }
+  const std::vector<json> events = SseEvents(sse);
   ASSERT_GE(events.size(), 3u);
   EXPECT_EQ(events.front()["choices"][0]["delta"]["role"], "assistant");
   std::string text;
@@ -350,17 +357,6 @@ TEST_F(ServerTest, StopStringsCutTheAnswer) {
       {{"prompt", "Once upon a time"}, {"max_tokens", 24}, {"temperature", 0}, {"stop", stop}});
   EXPECT_EQ(cut["choices"][0]["text"], full.substr(0, full.find(stop)));
   EXPECT_EQ(cut["choices"][0]["finish_reason"], "stop");
-}
-
-// Parses an SSE body into its JSON events ([DONE] left out).
-std::vector<json> SseEvents(const std::string& sse) {
-  std::vector<json> events;
-  for (size_t pos = 0, end; (end = sse.find("\n\n", pos)) != std::string::npos; pos = end + 2) {
-    const std::string ev = sse.substr(pos, end - pos);
-    if (ev.rfind("data: ", 0) == 0 && ev != "data: [DONE]")
-      events.push_back(json::parse(ev.substr(6)));
-  }
-  return events;
 }
 
 // return_token_ids (vLLM's extension): the answer's ids beside its text, streamed or not, and

@@ -104,24 +104,49 @@ def periodic_row(row, rng, vocab):
         row[p:p + k] = span[:k]
 
 
-def paired_spans_row(row, rng, vocab):
+def paired_spans_row(row, rng, vocab, far_pairs=0):
     """Writes spans of 16-64 tokens twice into row (BOS + text) without overlap: a pair, 0-199
     tokens of text between its halves (up to a quarter of the window in windows over 800), 0-99
     before the next pair; half the spans random tokens, half the row's own text copied further
-    on."""
+    on. far_pairs pairs come first, each at a random place with a gap log-uniform between an
+    eighth of the window and all of it: the sequential pairs' gaps stay under a quarter of the
+    window, and a model copies only across gaps it was trained on."""
     length = len(row) - 1
+    taken = np.zeros(len(row), dtype=bool)
+
+    def span_of(pos, n):
+        if rng.random() < 0.5:
+            return rng.integers(FIRST_REGULAR_ID, vocab, size=n)
+        return row[pos:pos + n].copy()
+
+    for _ in range(far_pairs):
+        n = int(rng.integers(16, 65))
+        low, high = length // 8, length - 2 * n - 1
+        if high <= low:
+            break
+        for _attempt in range(20):
+            gap = int(math.exp(rng.uniform(math.log(low), math.log(high))))
+            a = int(rng.integers(1, length - 2 * n - gap + 2))
+            b = a + n + gap
+            if not taken[a:a + n].any() and not taken[b:b + n].any():
+                span = span_of(a, n)
+                row[a:a + n] = span
+                row[b:b + n] = span
+                taken[a:a + n] = taken[b:b + n] = True
+                break
     pos = 1
     while True:
         n = int(rng.integers(16, 65))
         gap = int(rng.integers(0, max(200, length // 4)))
         if pos + 2 * n + gap > length:
             return
-        if rng.random() < 0.5:
-            span = rng.integers(FIRST_REGULAR_ID, vocab, size=n)
-        else:
-            span = row[pos:pos + n].copy()
+        b = pos + n + gap
+        if taken[pos:pos + n].any() or taken[b:b + n].any():
+            pos += n  # a far pair is there: keep it whole
+            continue
+        span = span_of(pos, n)
         row[pos:pos + n] = span
-        row[pos + n + gap:pos + 2 * n + gap] = span
+        row[b:b + n] = span
         pos += 2 * n + gap + int(rng.integers(0, 100))
 
 
@@ -137,14 +162,14 @@ def windows(stream, length, count, rng, edit=None):
     return t[:, :-1], t[:, 1:]
 
 
-def copy_batch(stream, length, count, rng, vocab, periodic_share):
+def copy_batch(stream, length, count, rng, vocab, periodic_share, far_pairs=0):
     """The copy stages' rows: `periodic_share` of them periodic random tokens, the rest text
     with paired spans."""
     def edit(row):
         if rng.random() < periodic_share:
             periodic_row(row, rng, vocab)
         else:
-            paired_spans_row(row, rng, vocab)
+            paired_spans_row(row, rng, vocab, far_pairs)
     return windows(stream, length, count, rng, edit)
 
 
@@ -228,6 +253,8 @@ def main():
     ap.add_argument("--copy-mix-lr", type=float, default=5e-4, help="fourth stage's LR")
     ap.add_argument("--copy-mix-length", type=int, default=512,
                     help="fourth stage's window (tokens); spans pair within a window")
+    ap.add_argument("--copy-mix-far-pairs", type=int, default=0,
+                    help="fourth stage: pairs per text window with gaps up to the whole window")
     ap.add_argument("--copy-step-tokens", type=int, default=4096,
                     help="tokens per optimizer step in the copy stages")
     ap.add_argument("--step-tokens", type=int, default=8192, help="tokens per optimizer step")
@@ -348,7 +375,8 @@ def main():
         opt.param_groups[0]["weight_decay"] = 0.0 if copy_stage else args.weight_decay  # matrices
         t0 = time.time()
         if copy_stage:
-            x, y = copy_batch(train_stream, length, rows, rng, vocab, share)
+            x, y = copy_batch(train_stream, length, rows, rng, vocab, share,
+                              0 if periodic_only else args.copy_mix_far_pairs)
         else:
             x, y = batch(train_stream, length, rows, rng, share, vocab=vocab,
                          every=args.repeat_every)

@@ -391,7 +391,9 @@ TEST_F(ServerTest, ReturnTokenIdsGivesTheIdsTheStoreKeeps) {
   }
   EXPECT_EQ(streamed, ids);
 
-  // Stored, then continued with exactly those ids: the whole context hits.
+  // Stored, then continued with exactly those ids: the whole context hits but its last token,
+  // which was sampled and never run through the model (this request was a plain prefill, so
+  // its exact KV was stored as it was computed; ExactContextKV).
   body.erase("stream");
   body["ckv_store"] = true;
   const json stored = Post(client(), "/v1/completions", body);
@@ -402,7 +404,7 @@ TEST_F(ServerTest, ReturnTokenIdsGivesTheIdsTheStoreKeeps) {
   next.insert(next.end(), ids.begin(), ids.begin() + 4);  // the next turn's own tokens
   const json t2 =
       Post(client(), "/v1/completions", {{"prompt", next}, {"max_tokens", 2}, {"temperature", 0}});
-  EXPECT_EQ(t2["usage"]["prompt_tokens_details"]["cached_tokens"].get<size_t>(), context)
+  EXPECT_EQ(t2["usage"]["prompt_tokens_details"]["cached_tokens"].get<size_t>(), context - 1)
       << stored.dump() << t2.dump();
 
   ExpectError(client(), "/v1/completions",
@@ -418,13 +420,20 @@ TEST_F(ServerTest, SecondTurnHitsTheStoreAndRestartKeepsIt) {
   WaitForStoreWriter(client());
   // The conversation before the generation prompt, and the next turn's start.
   EXPECT_EQ(MetricValue(client(), "ckv_store_writes_total{result=\"stored\"}"), 2);
-  // Every kind of compute this turn ran is counted: its prefill, its 15 decode steps, the
-  // two background stores.
-  for (const char* kind : {"decode", "prefill", "store"}) {
-    EXPECT_GT(
-        MetricValue(client(), std::string("ckv_compute_seconds_total{kind=\"") + kind + "\"}"), 0)
-        << kind;
-  }
+  // Every kind of compute this turn ran is counted: its prefill, its 15 decode steps. Nothing
+  // was stored before, so its prefill attended everything: the two stores took its KV as it
+  // was computed and computed nothing again.
+  auto compute_s = [&](const std::string& kind) {
+    return MetricValue(client(), "ckv_compute_seconds_total{kind=\"" + kind + "\"}");
+  };
+  auto store_tokens = [&](const std::string& source) {
+    return MetricValue(client(), "ckv_store_tokens_total{source=\"" + source + "\"}");
+  };
+  EXPECT_GT(compute_s("decode"), 0);
+  EXPECT_GT(compute_s("prefill"), 0);
+  EXPECT_EQ(compute_s("store"), 0);
+  EXPECT_GT(store_tokens("given"), t1["usage"]["prompt_tokens"].get<int>());
+  EXPECT_EQ(store_tokens("computed"), 0);
   msgs.push_back({{"role", "assistant"}, {"content", t1["choices"][0]["message"]["content"]}});
   msgs.push_back({{"role", "user"}, {"content", "What did she do next?"}});
   const json t2 = Post(client(), "/v1/chat/completions", ChatBody(msgs, 8));
@@ -435,6 +444,12 @@ TEST_F(ServerTest, SecondTurnHitsTheStoreAndRestartKeepsIt) {
   EXPECT_LT(cached2, prompt2);
   EXPECT_FALSE(t2["usage"]["ckv"]["prefix_id"].is_null());
   EXPECT_GT(MetricValue(client(), "ckv_prefix_cache_queries_total"), 0);
+  // Turn 2 attended a selection (budget 0.5): its KV is not exact, so its stores read the
+  // parent back and compute the new tokens with full attention.
+  WaitForStoreWriter(client());
+  EXPECT_GT(compute_s("store"), 0);
+  EXPECT_GT(store_tokens("computed"), 0);
+  EXPECT_GT(store_tokens("read"), 0);
 
   // A restarted server hits what the first one stored.
   run_.client.reset();

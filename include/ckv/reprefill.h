@@ -41,6 +41,10 @@ struct ReprefillOptions {
   // false stops generation there (a client that went away, a stop string). Runs on the calling
   // thread.
   TokenCallback on_token;
+  // Keep the context's KV in the result when it is exact (ReprefillResult::exact_kv), so that
+  // storing the context (StoreContext) computes nothing again. What a server sets when it
+  // stores each request's context.
+  bool keep_exact_kv = false;
 };
 
 // The systems' policies (contiguouskv, as-lru, as-h2o-lru, impress, recompute).
@@ -105,7 +109,25 @@ struct ReprefillStats {
   std::string note;                   // e.g. why the request fell back to recompute
 };
 
+// K/V that a sequence computed with exact attention (every layer of every row attended to
+// every earlier row: a full load, a budget of 1.0, or no stored prefix), in position order from
+// position 0: what storing its context would otherwise compute again. bf16, one K and one V
+// buffer per layer, each tokens.size() x kv_dim.
+struct ExactContextKV {
+  std::vector<int32_t> tokens;
+  std::vector<std::vector<uint16_t>> k, v;
+  int64_t bytes() const {
+    int64_t b = 0;
+    for (size_t l = 0; l < k.size(); ++l) b += static_cast<int64_t>(k[l].size() + v[l].size()) * 2;
+    return b;
+  }
+};
+
 struct ReprefillResult {
+  // With ReprefillOptions::keep_exact_kv, a request that finished (not cancelled) with exact KV
+  // keeps it here: the prompt's rows and the generated tokens that went through the model (all
+  // but the last). Null otherwise (a budget below 1.0 attends a selection: its KV is not exact).
+  std::shared_ptr<const ExactContextKV> exact_kv;
   std::vector<int32_t> generated_ids;
   std::string text;
   std::vector<float> first_logits;   // next-token logits at the last context position
@@ -223,20 +245,26 @@ struct StoreContextOptions {
   // Runs one piece of model compute. A server passes a wrapper that waits until no request is
   // computing, so storing never delays a request by more than one piece. Default: run it.
   std::function<Status(const std::function<Status()>& compute)> run_piece;
+  // Exact KV a sequence computed (ReprefillResult::exact_kv): its rows for the tokens it shares
+  // with the context from position 0 are taken as they are, without reading the stored parent,
+  // when they cover more than the parent does. Null: none.
+  const ExactContextKV* exact_kv = nullptr;
 };
 
 struct StoredContext {
   PrefixInfo info;
   int64_t reused_tokens = 0;    // KV read back from the longest stored prefix (not computed)
+  int64_t given_tokens = 0;     // KV taken from options.exact_kv (not computed)
   int64_t computed_tokens = 0;  // KV computed here
 };
 
 // Stores `tokens` (e.g. a served request's prompt + generated tokens) as a prefix with exact
 // KV: the KV of the longest stored prefix of `tokens` (same layout) is read back from the store
-// and only the rest is computed, attending to all of it; the store then writes only the
-// chunks the parent does not hold. A stored prefix that fails to read is quarantined and the
-// whole context computed. Thread-safe with requests on the same store and model as long as
-// run_piece keeps model compute apart.
+// (or taken from options.exact_kv when that covers more) and only the rest is computed,
+// attending to all of it; the store then writes only the chunks the parent does not hold. A
+// stored prefix that fails to read is quarantined and the whole context computed.
+// InvalidArgument when options.exact_kv does not have the model's shape. Thread-safe with requests
+// on the same store and model as long as run_piece keeps model compute apart.
 Result<StoredContext> StoreContext(const Model& model, PrefixStore& store,
                                    const StoreLayout& layout, std::span<const int32_t> tokens,
                                    const StoreContextOptions& options = {});

@@ -65,6 +65,7 @@ void ReprefillSequence::Impl::ReleasePrefillActivations() {
 
 void ReprefillSequence::Impl::Finish() {
   phase = Phase::kFinished;
+  if (opts.keep_exact_kv) res.exact_kv = ExactKVOf(*this, engine->model->config().kv_dim());
   // What decoding held is not needed any more; the result stays.
   suffix_k = {};
   suffix_v = {};

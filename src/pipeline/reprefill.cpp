@@ -246,7 +246,7 @@ Status PrefillLayer(Impl& s, const Transformer& tf) {
   if (s.observe_attention) ++s.stats.observed_layers;
   s.policy->Observe(l, ctx,
                     std::span<const float>(mass).first(s.observe_attention ? prefix_keys : 0));
-  if (s.opts.max_tokens > 1) {
+  if (s.opts.max_tokens > 1 || s.opts.keep_exact_kv) {  // decoding or storing reads them
     auto& dl = s.dctx.layers[l];
     for (const auto& sp : ctx.spans) {
       const auto* kk = static_cast<const uint16_t*>(sp.k);

@@ -97,4 +97,8 @@ struct ReprefillSequence::Impl {
   int emitted = 0;
 };
 
+// The sequence's KV as an exact context when every layer attended every prefix row (see
+// ExactContextKV); null otherwise, or when it was cancelled. Call before Finish frees it.
+std::shared_ptr<const ExactContextKV> ExactKVOf(const ReprefillSequence::Impl& s, int kv_dim);
+
 }  // namespace ckv

@@ -1,5 +1,6 @@
 // Storing a served request's context: the stored parent's KV is read back (exact, as it was
-// computed), only the new tokens are computed, and the store writes only the new chunks. This
+// computed) or, when the request's own KV was exact and covers more, taken from it; only the
+// new tokens are computed, and the store writes only the new chunks. This
 // is what makes automatic prefix caching cheap for multi-turn conversations: turn t pays for
 // its own tokens, not for the whole conversation again.
 #include <algorithm>
@@ -32,6 +33,33 @@ Status LoadStoredKV(const PrefixHandle& h, int64_t n, KVCache& kv) {
   return Status::OK();
 }
 
+// How many of `tokens`' first rows `given` holds: the tokens both start with. -1 when its
+// buffers do not have the model's shape.
+int64_t SharedRows(const ExactContextKV& given, const ModelConfig& cfg,
+                   std::span<const int32_t> tokens) {
+  const size_t rows = given.tokens.size();
+  const size_t elems = rows * static_cast<size_t>(cfg.kv_dim());
+  if (given.k.size() != static_cast<size_t>(cfg.num_layers) || given.v.size() != given.k.size())
+    return -1;
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    if (given.k[l].size() != elems || given.v[l].size() != elems) return -1;
+  }
+  const size_t n = std::min(rows, tokens.size());
+  size_t m = 0;
+  while (m < n && given.tokens[m] == tokens[m]) ++m;
+  return static_cast<int64_t>(m);
+}
+
+// Copies the first `n` rows of every layer of `given` into `kv`.
+void CopyGivenKV(const ExactContextKV& given, int64_t n, const ModelConfig& cfg, KVCache& kv) {
+  const size_t bytes = static_cast<size_t>(n) * cfg.kv_dim() * sizeof(uint16_t);
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    std::memcpy(kv.k(l), given.k[l].data(), bytes);
+    std::memcpy(kv.v(l), given.v[l].data(), bytes);
+  }
+  kv.Advance(n);
+}
+
 }  // namespace
 
 Result<StoredContext> StoreContext(const Model& model, PrefixStore& store,
@@ -55,8 +83,28 @@ Result<StoredContext> StoreContext(const Model& model, PrefixStore& store,
     out.reused_tokens = n;
     return out;
   }
+  const int64_t given =
+      options.exact_kv != nullptr ? SharedRows(*options.exact_kv, cfg, tokens) : 0;
+  if (given < 0) {
+    return Status::InvalidArgument("exact_kv does not have the model's shape (" +
+                                   std::to_string(cfg.num_layers) + " layers of " +
+                                   std::to_string(cfg.kv_dim()) + " K/V values per token)");
+  }
+  if (given == n) {
+    // Everything was computed already: no parent read, no copy.
+    std::vector<KVLayerData> layers(cfg.num_layers);
+    for (int l = 0; l < cfg.num_layers; ++l) {
+      layers[l] = {options.exact_kv->k[l].data(), options.exact_kv->v[l].data()};
+    }
+    CKV_ASSIGN_OR_RETURN(out.info, store.Put(fp, cfg, layout, tokens, layers));
+    out.given_tokens = n;
+    return out;
+  }
   KVCache kv = model.NewCache(KVPrecision::kBF16, n);
-  if (parent) {
+  if (given > 0 && (!parent || given >= parent->n_tokens)) {
+    CopyGivenKV(*options.exact_kv, given, cfg, kv);
+    out.given_tokens = given;
+  } else if (parent) {
     if (auto handle = store.OpenPrefix(parent->id); handle.ok()) {
       Status st = LoadStoredKV(**handle, parent->n_tokens, kv);
       if (st.ok()) {
@@ -75,7 +123,7 @@ Result<StoredContext> StoreContext(const Model& model, PrefixStore& store,
     CKV_RETURN_IF_ERROR(run([&] { return model.Forward(tokens.subspan(b, e - b), kv, nullptr); }));
     b = e;
   }
-  out.computed_tokens = n - out.reused_tokens;
+  out.computed_tokens = n - out.reused_tokens - out.given_tokens;
   std::vector<KVLayerData> layers(cfg.num_layers);
   for (int l = 0; l < cfg.num_layers; ++l) {
     layers[l] = {static_cast<const uint16_t*>(kv.k(l)), static_cast<const uint16_t*>(kv.v(l))};

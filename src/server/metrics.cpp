@@ -135,6 +135,16 @@ std::string Metrics::Render() const {
   Scalar(out, "ckv_store_bytes", "gauge", "Bytes of all stored prefix data on disk (bytes).",
          store_bytes.load());
   Scalar(out, "ckv_store_prefixes", "gauge", "Stored prefixes (prefixes).", store_prefixes.load());
+  Header(out, "ckv_store_tokens_total", "counter",
+         "Tokens of newly stored contexts by where their KV came from: read back from the stored "
+         "parent, given by the request that computed it with exact attention, or computed by "
+         "the store writer (tokens).");
+  out +=
+      "ckv_store_tokens_total{source=\"read\"} " + std::to_string(store_tokens_read.load()) + "\n";
+  out += "ckv_store_tokens_total{source=\"given\"} " + std::to_string(store_tokens_given.load()) +
+         "\n";
+  out += "ckv_store_tokens_total{source=\"computed\"} " +
+         std::to_string(store_tokens_computed.load()) + "\n";
   Scalar(out, "ckv_store_pending", "gauge",
          "Request contexts queued for the background store writer or being stored (contexts).",
          store_pending.load());

@@ -46,6 +46,11 @@ class Metrics {
   std::atomic<int64_t> store_bytes{0};
   std::atomic<int64_t> store_prefixes{0};
   std::atomic<int64_t> store_pending{0};  // contexts queued or being stored
+  // Tokens of newly stored contexts by where their KV came from: read back from the stored
+  // parent, given by the request that computed it exactly, computed by the store writer.
+  std::atomic<int64_t> store_tokens_read{0};
+  std::atomic<int64_t> store_tokens_given{0};
+  std::atomic<int64_t> store_tokens_computed{0};
   std::atomic<int64_t> requests_running{0};
   std::atomic<int64_t> requests_waiting{0};
   std::atomic<int64_t> decode_steps{0};  // batched decode steps

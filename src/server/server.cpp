@@ -281,6 +281,7 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
   job.options.budget = r.budget.value_or(base.budget);
   job.options.max_tokens = static_cast<int>(max_tokens);
   job.options.sampling = r.sampling;
+  job.options.keep_exact_kv = r.store.value_or(true);  // the store then computes nothing again
   // Without a seed, sampled answers differ between requests (OpenAI's behaviour).
   if (!r.seed_given) job.options.sampling.seed = std::random_device{}();
   // The tokenizer's end-of-turn token (e.g. <|im_end|>) ends a chat answer even when the
@@ -389,7 +390,7 @@ void Server::Impl::HandleCompletion(const httplib::Request& req, httplib::Respon
       }
       if (static_cast<int64_t>(context.size()) > max_context) context.resize(max_context);
       store_tokens = static_cast<int64_t>(context.size());
-      store_decision = writer->Enqueue(std::move(context), n_stable);
+      store_decision = writer->Enqueue(std::move(context), n_stable, out.result.exact_kv);
     }
     json ckv = {{"system", s.system},
                 {"budget", budget},

@@ -20,7 +20,8 @@ StoreWriter::~StoreWriter() {
   Shutdown(std::chrono::milliseconds(0));
 }
 
-std::string StoreWriter::Enqueue(std::vector<int32_t> context, int64_t stable_tokens) {
+std::string StoreWriter::Enqueue(std::vector<int32_t> context, int64_t stable_tokens,
+                                 std::shared_ptr<const ExactContextKV> exact_kv) {
   if (static_cast<int64_t>(context.size()) < config_.min_tokens) {
     metrics_.CountStoreWrite("skipped_too_short");
     return "skipped_too_short";
@@ -32,7 +33,15 @@ std::string StoreWriter::Enqueue(std::vector<int32_t> context, int64_t stable_to
       metrics_.CountStoreWrite("skipped_queue_full");
       return "skipped_queue_full";
     }
-    queue_.push_back({std::move(context), stable_tokens});
+    if (exact_kv != nullptr) {
+      const int64_t bytes = exact_kv->bytes();
+      if (queued_kv_bytes_ + bytes > config_.max_queue_kv_bytes) {
+        exact_kv.reset();  // over the bound: this store computes instead
+      } else {
+        queued_kv_bytes_ += bytes;
+      }
+    }
+    queue_.push_back({std::move(context), stable_tokens, std::move(exact_kv)});
     metrics_.store_pending = static_cast<int64_t>(queue_.size()) + (busy_ ? 1 : 0);
   }
   cv_.notify_all();
@@ -49,6 +58,7 @@ void StoreWriter::Shutdown(std::chrono::milliseconds wait) {
     // atomic either way, and killing it would only leave temporary files for recovery).
     for (size_t i = 0; i < queue_.size(); ++i) metrics_.CountStoreWrite("skipped_shutdown");
     queue_.clear();
+    queued_kv_bytes_ = 0;
     metrics_.store_pending = busy_ ? 1 : 0;
   }
   drop_ = true;
@@ -72,14 +82,26 @@ void StoreWriter::Loop() {
       if (queue_.empty() || drop_) return;
       job = std::move(queue_.front());
       queue_.pop_front();
+      if (job.exact_kv != nullptr) queued_kv_bytes_ -= job.exact_kv->bytes();
       busy_ = true;
     }
-    const std::span<const int32_t> all(job.context);
-    if (job.stable_tokens >= config_.min_tokens &&
-        job.stable_tokens < static_cast<int64_t>(job.context.size())) {
-      Store(all.first(job.stable_tokens));
+    std::span<const int32_t> all(job.context);
+    const ExactContextKV* given = job.exact_kv.get();
+    if (given != nullptr) {
+      size_t rows = 0;  // the context's first rows the request computed
+      const size_t n = std::min(given->tokens.size(), all.size());
+      while (rows < n && given->tokens[rows] == all[rows]) ++rows;
+      const int64_t tail = static_cast<int64_t>(all.size() - rows);
+      if (tail > 0 && tail < kShortTail && static_cast<int64_t>(rows) >= config_.min_tokens &&
+          static_cast<int64_t>(rows) >= job.stable_tokens) {
+        all = all.first(rows);
+      }
     }
-    if (!dropping_) Store(all);
+    if (job.stable_tokens >= config_.min_tokens &&
+        job.stable_tokens < static_cast<int64_t>(all.size())) {
+      Store(all.first(job.stable_tokens), given);
+    }
+    if (!dropping_) Store(all, given);
     {
       std::lock_guard<std::mutex> lock(mu_);
       busy_ = false;
@@ -89,8 +111,9 @@ void StoreWriter::Loop() {
   }
 }
 
-void StoreWriter::Store(std::span<const int32_t> tokens) {
+void StoreWriter::Store(std::span<const int32_t> tokens, const ExactContextKV* exact_kv) {
   StoreContextOptions opts;
+  opts.exact_kv = exact_kv;
   opts.run_piece = [this](const std::function<Status()>& f) {
     if (dropping_) return Status::IOError("the server is stopping");
     return gate_.RunBackgroundPiece([&] {
@@ -112,7 +135,13 @@ void StoreWriter::Store(std::span<const int32_t> tokens) {
       log_("warning: storing a context of " + std::to_string(tokens.size()) +
            " tokens failed: " + stored.status().ToString());
   } else {
-    metrics_.CountStoreWrite(stored->computed_tokens == 0 ? "exists" : "stored");
+    const bool exists = stored->reused_tokens == static_cast<int64_t>(tokens.size());
+    metrics_.CountStoreWrite(exists ? "exists" : "stored");
+    if (!exists) {
+      metrics_.store_tokens_read += stored->reused_tokens;
+      metrics_.store_tokens_given += stored->given_tokens;
+      metrics_.store_tokens_computed += stored->computed_tokens;
+    }
   }
   RefreshGauges();
 }

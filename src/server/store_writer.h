@@ -18,6 +18,7 @@
 
 #include "ckv/model.h"
 #include "ckv/prefix_store.h"
+#include "ckv/reprefill.h"
 #include "server/compute_gate.h"
 #include "server/metrics.h"
 
@@ -31,6 +32,9 @@ class StoreWriter {
     StoreLayout layout;
     int64_t min_tokens = 64;  // shorter contexts are not worth a store entry
     size_t max_queue = 8;
+    // Exact KV (ReprefillResult::exact_kv) that queued contexts may hold at once; beyond, a
+    // context is queued without it and its store computes its KV again.
+    int64_t max_queue_kv_bytes = int64_t{1} << 30;
   };
   StoreWriter(const Model& model, PrefixStore& store, Config config, ComputeGate& gate,
               Metrics& metrics, LogFn log);
@@ -40,7 +44,13 @@ class StoreWriter {
   // Two prefixes are stored: the first `stable_tokens` of `context` (the part of the prompt
   // the next turn is sure to repeat), then the whole context, which the next turn repeats
   // unless the answer re-tokenizes differently there; the first is the fallback then.
-  std::string Enqueue(std::vector<int32_t> context, int64_t stable_tokens);
+  // `exact_kv` (optional): the request's own exact KV, whose rows both stores take instead of
+  // computing them. When it covers all but fewer than kShortTail tokens of the context, the
+  // whole context's entry is its first rows: computing the last few tokens would cost a pass
+  // over the weights, and the next turn computes them inside its suffix for next to nothing.
+  std::string Enqueue(std::vector<int32_t> context, int64_t stable_tokens,
+                      std::shared_ptr<const ExactContextKV> exact_kv = nullptr);
+  static constexpr int64_t kShortTail = 16;
 
   // Stops taking work, lets queued stores finish for at most `wait`, drops the rest (counted
   // as skipped_shutdown) and joins the thread.
@@ -52,9 +62,10 @@ class StoreWriter {
   struct Job {
     std::vector<int32_t> context;
     int64_t stable_tokens = 0;
+    std::shared_ptr<const ExactContextKV> exact_kv;
   };
   void Loop();
-  void Store(std::span<const int32_t> tokens);
+  void Store(std::span<const int32_t> tokens, const ExactContextKV* exact_kv);
   void RefreshGauges();
 
   const Model& model_;
@@ -67,6 +78,7 @@ class StoreWriter {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> queue_;
+  int64_t queued_kv_bytes_ = 0;  // exact KV held by queue_
   bool busy_ = false;
   bool stopping_ = false;
   bool drop_ = false;

@@ -1,0 +1,113 @@
+// The background store writer with a request's exact KV: both prefixes are stored from the
+// given rows (nothing computed), a context missing only a short tail is stored without it, a
+// long tail is computed, and KV beyond the queue's bound is not held (that store computes).
+#include "server/store_writer.h"
+
+#include <gtest/gtest.h>
+
+#include "ckv/model.h"
+#include "ckv/prefix_store.h"
+#include "ckv/reprefill.h"
+#include "test_util.h"
+
+namespace ckv::server {
+namespace {
+
+class StoreWriterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = test::LoadBundledModel();
+    ASSERT_NE(model_, nullptr);
+    auto ids = model_->tokenizer()->Encode(
+        test::ReadFileOrDie(test::TextDataDir() + "/tinystories.txt"), true);
+    ASSERT_TRUE(ids.ok());
+    ids_ = *ids;
+    StoreOptions so;
+    so.sync = false;
+    auto s = PrefixStore::Open(test::MakeTempDir("store-writer"), so);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+    ReprefillEngine::Config ec;
+    ec.layout = kLayout;
+    auto e = ReprefillEngine::Create(*model_, *store_, ec);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    engine_ = std::move(e).value();
+  }
+
+  // A plain prefill of the first 200 tokens generating 8: exact KV of 207 tokens.
+  std::shared_ptr<const ExactContextKV> ExactKV() {
+    ReprefillOptions o;
+    o.system = "recompute";
+    o.max_tokens = 8;
+    o.keep_exact_kv = true;
+    auto r = engine_->Run(std::span(ids_).first(200), o);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok()) return nullptr;
+    EXPECT_NE(r->exact_kv, nullptr);
+    return r->exact_kv;
+  }
+
+  // Stores `context` (stable prefix: the first 200 tokens) through a writer bounded at
+  // `kv_bound` bytes of queued KV; returns the writer's metrics.
+  void StoreThroughWriter(std::vector<int32_t> context, std::shared_ptr<const ExactContextKV> kv,
+                          int64_t kv_bound) {
+    StoreWriter::Config wc;
+    wc.layout = kLayout;
+    wc.min_tokens = 16;
+    wc.max_queue_kv_bytes = kv_bound;
+    ComputeGate gate;
+    StoreWriter writer(*model_, *store_, wc, gate, metrics_, nullptr);
+    EXPECT_EQ(writer.Enqueue(std::move(context), 200, std::move(kv)), "queued");
+    writer.WaitIdle();
+  }
+
+  const StoreLayout kLayout = StoreLayout::PeriodMajor(16, 8);
+  std::unique_ptr<Model> model_;
+  std::vector<int32_t> ids_;
+  std::unique_ptr<PrefixStore> store_;
+  std::unique_ptr<ReprefillEngine> engine_;
+  Metrics metrics_;
+};
+
+TEST_F(StoreWriterTest, ExactKVIsStoredWithoutComputeAndAShortTailIsLeftOut) {
+  auto kv = ExactKV();
+  ASSERT_NE(kv, nullptr);
+  // The context as a server stores it: the 207 tokens, then 3 more (an end-of-turn text).
+  std::vector<int32_t> context = kv->tokens;
+  context.insert(context.end(), {5, 6, 7});
+  StoreThroughWriter(context, kv, int64_t{1} << 30);
+  EXPECT_EQ(metrics_.store_tokens_computed.load(), 0);
+  EXPECT_EQ(metrics_.store_tokens_read.load(), 0);
+  EXPECT_EQ(metrics_.store_tokens_given.load(), 200 + 207);  // the stable prefix, the context
+  // Stored: the stable prefix and the context without its 3-token tail.
+  auto hit = store_->FindLongestPrefix(model_->fingerprint(), kLayout, context);
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->n_tokens, 207);
+}
+
+TEST_F(StoreWriterTest, ALongTailIsComputedFromTheGivenRows) {
+  auto kv = ExactKV();
+  ASSERT_NE(kv, nullptr);
+  std::vector<int32_t> context = kv->tokens;
+  context.insert(context.end(), ids_.begin() + 300, ids_.begin() + 340);  // 40 more
+  StoreThroughWriter(context, kv, int64_t{1} << 30);
+  EXPECT_EQ(metrics_.store_tokens_computed.load(), 40);
+  EXPECT_EQ(metrics_.store_tokens_given.load(), 200 + 207);
+  auto hit = store_->FindLongestPrefix(model_->fingerprint(), kLayout, context);
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->n_tokens, static_cast<int64_t>(context.size()));
+}
+
+TEST_F(StoreWriterTest, KVBeyondTheQueuesBoundIsNotHeldAndThatStoreComputes) {
+  auto kv = ExactKV();
+  ASSERT_NE(kv, nullptr);
+  std::vector<int32_t> context = kv->tokens;
+  StoreThroughWriter(context, kv, kv->bytes() - 1);
+  EXPECT_EQ(metrics_.store_tokens_given.load(), 0);
+  // The stable prefix computed in full, then the context's 7 more tokens after reading it back.
+  EXPECT_EQ(metrics_.store_tokens_computed.load(), 207);
+  EXPECT_EQ(metrics_.store_tokens_read.load(), 200);
+}
+
+}  // namespace
+}  // namespace ckv::server

@@ -88,6 +88,30 @@ TEST_F(StoreContextTest, ExtensionReusesTheParentAndEqualsAPlainPrefill) {
   EXPECT_EQ(again->info.id, second->info.id);
 }
 
+// A server's two prefixes of a request (the prompt's stable part, the whole context) come from
+// one computation: the first is stored as its own entry, the whole shares its chunks.
+TEST_F(StoreContextTest, AlsoStoreFirstStoresBothEntriesFromOneComputation) {
+  const StoreLayout layout = StoreLayout::PeriodMajor(16, 8);
+  StoreContextOptions opts;
+  opts.also_store_first = 150;
+  auto both = StoreContext(*model_, *store_, layout, Ids(301), opts);
+  ASSERT_TRUE(both.ok()) << both.status().ToString();
+  EXPECT_EQ(both->computed_tokens, 301);
+  ASSERT_TRUE(both->first_info.has_value());
+  EXPECT_EQ(both->first_info->n_tokens, 150);
+  EXPECT_EQ(both->info.parent_id, both->first_info->id);
+  EXPECT_EQ(store_->size(), 2u);
+  ExpectStoredEqualsPrefill(both->first_info->id, 150);
+  ExpectStoredEqualsPrefill(both->info.id, 301);
+  // A longer context: the first entry exists (not stored again), the parent is read back.
+  opts.also_store_first = 301;
+  auto longer = StoreContext(*model_, *store_, layout, Ids(340), opts);
+  ASSERT_TRUE(longer.ok()) << longer.status().ToString();
+  EXPECT_FALSE(longer->first_info.has_value());
+  EXPECT_EQ(longer->reused_tokens, 301);
+  EXPECT_EQ(store_->size(), 3u);
+}
+
 TEST_F(StoreContextTest, ADamagedParentIsQuarantinedAndTheContextComputedInFull) {
   const StoreLayout layout = StoreLayout::PeriodMajor(16, 8);
   auto first = StoreContext(*model_, *store_, layout, Ids(160));

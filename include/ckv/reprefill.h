@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -249,6 +250,11 @@ struct StoreContextOptions {
   // with the context from position 0 are taken as they are, without reading the stored parent,
   // when they cover more than the parent does. Null: none.
   const ExactContextKV* exact_kv = nullptr;
+  // Also store the first this-many tokens (0 < it < the context) as their own entry, from the
+  // same KV, before the whole context (which then shares its chunks): a server's two prefixes
+  // of a request (docs/SERVING.md) for one parent read and one computation. Nothing is
+  // stored when the whole context already is.
+  int64_t also_store_first = 0;
 };
 
 struct StoredContext {
@@ -256,6 +262,8 @@ struct StoredContext {
   int64_t reused_tokens = 0;    // KV read back from the longest stored prefix (not computed)
   int64_t given_tokens = 0;     // KV taken from options.exact_kv (not computed)
   int64_t computed_tokens = 0;  // KV computed here
+  // The entry of the first also_store_first tokens, when this call stored it.
+  std::optional<PrefixInfo> first_info;
 };
 
 // Stores `tokens` (e.g. a served request's prompt + generated tokens) as a prefix with exact

@@ -90,14 +90,29 @@ Result<StoredContext> StoreContext(const Model& model, PrefixStore& store,
                                    std::to_string(cfg.num_layers) + " layers of " +
                                    std::to_string(cfg.kv_dim()) + " K/V values per token)");
   }
+  // The first also_store_first tokens as their own entry (unless stored), then the whole
+  // context, which then shares the first one's chunks.
+  auto publish = [&](const std::vector<KVLayerData>& layers) -> Status {
+    const int64_t first = options.also_store_first;
+    if (first > 0 && first < n) {
+      const auto head = tokens.first(first);
+      const std::optional<PrefixInfo> have = store.FindLongestPrefix(fp, layout, head);
+      if (!have || have->n_tokens != first) {
+        CKV_ASSIGN_OR_RETURN(PrefixInfo info, store.Put(fp, cfg, layout, head, layers));
+        out.first_info = std::move(info);
+      }
+    }
+    CKV_ASSIGN_OR_RETURN(out.info, store.Put(fp, cfg, layout, tokens, layers));
+    return Status::OK();
+  };
   if (given == n) {
     // Everything was computed already: no parent read, no copy.
     std::vector<KVLayerData> layers(cfg.num_layers);
     for (int l = 0; l < cfg.num_layers; ++l) {
       layers[l] = {options.exact_kv->k[l].data(), options.exact_kv->v[l].data()};
     }
-    CKV_ASSIGN_OR_RETURN(out.info, store.Put(fp, cfg, layout, tokens, layers));
     out.given_tokens = n;
+    CKV_RETURN_IF_ERROR(publish(layers));
     return out;
   }
   KVCache kv = model.NewCache(KVPrecision::kBF16, n);
@@ -128,7 +143,7 @@ Result<StoredContext> StoreContext(const Model& model, PrefixStore& store,
   for (int l = 0; l < cfg.num_layers; ++l) {
     layers[l] = {static_cast<const uint16_t*>(kv.k(l)), static_cast<const uint16_t*>(kv.v(l))};
   }
-  CKV_ASSIGN_OR_RETURN(out.info, store.Put(fp, cfg, layout, tokens, layers));
+  CKV_RETURN_IF_ERROR(publish(layers));
   return out;
 }
 

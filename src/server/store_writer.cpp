@@ -97,11 +97,9 @@ void StoreWriter::Loop() {
         all = all.first(rows);
       }
     }
-    if (job.stable_tokens >= config_.min_tokens &&
-        job.stable_tokens < static_cast<int64_t>(all.size())) {
-      Store(all.first(job.stable_tokens), given);
-    }
-    if (!dropping_) Store(all, given);
+    const bool with_stable = job.stable_tokens >= config_.min_tokens &&
+                             job.stable_tokens < static_cast<int64_t>(all.size());
+    Store(all, with_stable ? job.stable_tokens : 0, given);
     {
       std::lock_guard<std::mutex> lock(mu_);
       busy_ = false;
@@ -111,9 +109,11 @@ void StoreWriter::Loop() {
   }
 }
 
-void StoreWriter::Store(std::span<const int32_t> tokens, const ExactContextKV* exact_kv) {
+void StoreWriter::Store(std::span<const int32_t> tokens, int64_t stable_tokens,
+                        const ExactContextKV* exact_kv) {
   StoreContextOptions opts;
   opts.exact_kv = exact_kv;
+  opts.also_store_first = stable_tokens;
   opts.run_piece = [this](const std::function<Status()>& f) {
     if (dropping_) return Status::IOError("the server is stopping");
     return gate_.RunBackgroundPiece([&] {
@@ -136,6 +136,7 @@ void StoreWriter::Store(std::span<const int32_t> tokens, const ExactContextKV* e
            " tokens failed: " + stored.status().ToString());
   } else {
     const bool exists = stored->reused_tokens == static_cast<int64_t>(tokens.size());
+    if (stored->first_info) metrics_.CountStoreWrite("stored");
     metrics_.CountStoreWrite(exists ? "exists" : "stored");
     if (!exists) {
       metrics_.store_tokens_read += stored->reused_tokens;

@@ -65,7 +65,10 @@ class StoreWriter {
     std::shared_ptr<const ExactContextKV> exact_kv;
   };
   void Loop();
-  void Store(std::span<const int32_t> tokens, const ExactContextKV* exact_kv);
+  // Stores `tokens` and, when stable_tokens > 0, its first stable_tokens as their own entry
+  // (one computation for both).
+  void Store(std::span<const int32_t> tokens, int64_t stable_tokens,
+             const ExactContextKV* exact_kv);
   void RefreshGauges();
 
   const Model& model_;

@@ -112,6 +112,31 @@ TEST_F(StoreContextTest, AlsoStoreFirstStoresBothEntriesFromOneComputation) {
   EXPECT_EQ(store_->size(), 3u);
 }
 
+// Pieces of a few layers (what a server runs, so a request waits for a few layers of a store,
+// not all of them) compute the same KV.
+TEST_F(StoreContextTest, PiecesOfLayersComputeWhatAPrefillComputes) {
+  StoreContextOptions opts;
+  opts.piece_tokens = 100;
+  opts.layers_per_piece = 2;  // the bundled model's 5 layers: 2, 2, 1
+  int pieces = 0;
+  opts.run_piece = [&](const std::function<Status()>& f) {
+    ++pieces;
+    return f();
+  };
+  auto r = StoreContext(*model_, *store_, StoreLayout::PeriodMajor(16, 8), Ids(250), opts);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->computed_tokens, 250);
+  EXPECT_EQ(pieces, 3 * 3);  // 100, 100, 50 tokens x 3 layer groups
+  ExpectStoredEqualsPrefill(r->info.id, 250);
+  // A failing piece mid-way stores nothing.
+  opts.run_piece = [&](const std::function<Status()>& f) {
+    return ++pieces == 12 ? Status::Internal("injected") : f();
+  };
+  auto failed = StoreContext(*model_, *store_, StoreLayout::PeriodMajor(16, 8), Ids(280), opts);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(store_->size(), 1u);
+}
+
 TEST_F(StoreContextTest, ADamagedParentIsQuarantinedAndTheContextComputedInFull) {
   const StoreLayout layout = StoreLayout::PeriodMajor(16, 8);
   auto first = StoreContext(*model_, *store_, layout, Ids(160));

@@ -243,6 +243,9 @@ struct StoreContextOptions {
   // Tokens computed per model call (bounds activation memory and how long one piece holds the
   // compute slot).
   int64_t piece_tokens = 512;
+  // Layers per piece of model compute (0: all of them): a piece is piece_tokens tokens through
+  // this many layers, so a request never waits for more than that many layers of a store.
+  int layers_per_piece = 0;
   // Runs one piece of model compute. A server passes a wrapper that waits until no request is
   // computing, so storing never delays a request by more than one piece. Default: run it.
   std::function<Status(const std::function<Status()>& compute)> run_piece;

@@ -60,6 +60,51 @@ void CopyGivenKV(const ExactContextKV& given, int64_t n, const ModelConfig& cfg,
   kv.Advance(n);
 }
 
+// Model::Forward of `tokens` after kv's rows, each `layers_per_piece` layers (0: all) one call
+// of `run`, so that a request waiting for the compute slot waits for a few layers, not for a
+// whole store. The same layer calls as Forward: the same KV, bit for bit.
+Status ForwardInPieces(const Model& model, std::span<const int32_t> tokens, KVCache& kv,
+                       int layers_per_piece,
+                       const std::function<Status(const std::function<Status()>&)>& run) {
+  const ModelConfig& cfg = model.config();
+  if (layers_per_piece <= 0 || layers_per_piece >= cfg.num_layers) {
+    return run([&] { return model.Forward(tokens, kv, nullptr); });
+  }
+  for (int32_t id : tokens) {
+    if (id < 0 || id >= cfg.vocab_size) {
+      return Status::OutOfRange("token id " + std::to_string(id) + " is outside the vocabulary");
+    }
+  }
+  const int n = static_cast<int>(tokens.size());
+  const int64_t start = kv.size();
+  if (start + n > std::min<int64_t>(kv.capacity(), cfg.max_position_embeddings)) {
+    return Status::OutOfRange("context of " + std::to_string(start + n) +
+                              " tokens exceeds the model's or the cache's");
+  }
+  const Transformer& tf = model.transformer();
+  const size_t row_bytes = static_cast<size_t>(kv.kv_dim()) * kv.elem_bytes();
+  std::vector<int32_t> positions(n);
+  for (int i = 0; i < n; ++i) positions[i] = static_cast<int32_t>(start + i);
+  std::vector<float> x(static_cast<size_t>(n) * cfg.hidden_size);
+  Scratch scratch;
+  for (int l0 = 0; l0 < cfg.num_layers; l0 += layers_per_piece) {
+    const int l1 = std::min(cfg.num_layers, l0 + layers_per_piece);
+    CKV_RETURN_IF_ERROR(run([&] {
+      if (l0 == 0) tf.Embed(tokens, x.data());
+      for (int l = l0; l < l1; ++l) {
+        auto* kb = static_cast<unsigned char*>(kv.k(l));
+        auto* vb = static_cast<unsigned char*>(kv.v(l));
+        const Transformer::NewKV out{kb + start * row_bytes, vb + start * row_bytes};
+        const KVSpan all{kb, vb, start + n, 0};
+        tf.Layer(l, x.data(), n, positions.data(), out, DType::kBF16, {&all, 1}, scratch);
+      }
+      return Status::OK();
+    }));
+  }
+  kv.Advance(n);
+  return Status::OK();
+}
+
 }  // namespace
 
 Result<StoredContext> StoreContext(const Model& model, PrefixStore& store,
@@ -135,7 +180,8 @@ Result<StoredContext> StoreContext(const Model& model, PrefixStore& store,
   for (int64_t b = kv.size(); b < n;) {
     int64_t e = std::min(n, b + options.piece_tokens);
     if (n - e > 0 && n - e < kShort) e = n;
-    CKV_RETURN_IF_ERROR(run([&] { return model.Forward(tokens.subspan(b, e - b), kv, nullptr); }));
+    CKV_RETURN_IF_ERROR(
+        ForwardInPieces(model, tokens.subspan(b, e - b), kv, options.layers_per_piece, run));
     b = e;
   }
   out.computed_tokens = n - out.reused_tokens - out.given_tokens;

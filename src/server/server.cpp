@@ -168,6 +168,7 @@ Status Server::Impl::Load() {
   wc.layout = ec.layout;
   wc.min_tokens = opt.store_min_tokens;
   wc.max_queue = static_cast<size_t>(opt.store_queue);
+  wc.layers_per_piece = opt.prefill_layers_per_step;  // a store's piece = a request's
   writer = std::make_unique<server::StoreWriter>(*model, *store, wc, *gate, metrics,
                                                  [this](const std::string& l) { Log(l); });
   return Status::OK();

@@ -114,6 +114,7 @@ void StoreWriter::Store(std::span<const int32_t> tokens, int64_t stable_tokens,
   StoreContextOptions opts;
   opts.exact_kv = exact_kv;
   opts.also_store_first = stable_tokens;
+  opts.layers_per_piece = config_.layers_per_piece;
   opts.run_piece = [this](const std::function<Status()>& f) {
     if (dropping_) return Status::IOError("the server is stopping");
     return gate_.RunBackgroundPiece([&] {

@@ -35,6 +35,9 @@ class StoreWriter {
     // Exact KV (ReprefillResult::exact_kv) that queued contexts may hold at once; beyond, a
     // context is queued without it and its store computes its KV again.
     int64_t max_queue_kv_bytes = int64_t{1} << 30;
+    // Layers per compute piece (StoreContextOptions::layers_per_piece): how long a request
+    // may wait for a store's piece in progress.
+    int layers_per_piece = 4;
   };
   StoreWriter(const Model& model, PrefixStore& store, Config config, ComputeGate& gate,
               Metrics& metrics, LogFn log);

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The copy stages that teach a trained model to copy (induction heads), as one chain from an
-# exported model (default: the shipped models/ckv-long-8m) to build-train/copy-chain/model-*:
+# exported model (FROM: the 11.0M-token model the shipped weights came from, e.g. its files
+# from `git show 558ec74:models/ckv-long-8m/FILE`) to build-train/copy-chain/model-*:
 #   1. copy 2.46M tokens (256-token periodic windows), then copy-mix 2.46M at 512-token windows;
 #   2. copy-mix 2.0M at 2,048-token windows;
 #   3. copy-mix 2.0M at 4,096-token windows with 8 far pairs per text window.
 # Each stage starts from the previous one's export (--init-from: a fresh optimizer, as the
-# measured runs did) and is checked against `ckv logits`. ~80 min on the 2-core machine;
+# measured runs did) and is checked against `ckv logits`. ~2.5 h on the 2-core machine;
 # a rerun resumes each stage from its checkpoint. tools/train/README.md has the measurements.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-FROM=${FROM:-models/ckv-long-8m}
+FROM=${FROM:?set FROM to the 11.0M-token model directory (see above)}
 OUT=${OUT:-build-train/copy-chain}
 CKV=${CKV:-build/ckv}
 PY=/usr/bin/python3

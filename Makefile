@@ -75,13 +75,14 @@ test-asan:
 # single-threaded here: libgomp is not instrumented, and the races we look for are between
 # the I/O thread and the compute thread.
 TSAN_TESTS = reprefill_test io_test store_test policy_test server_test store_context_test \
-  unit_loader_test baselines_test batch_decode_test compute_gate_test
+  unit_loader_test baselines_test batch_decode_test compute_gate_test store_writer_test \
+  exact_context_kv_test
 test-tsan: deps
 	@cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCKV_TSAN=ON >/dev/null
 	@cmake --build build-tsan -j $(JOBS) --target $(TSAN_TESTS)
 	@cd build-tsan && OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  ctest --output-on-failure -j $(JOBS) \
-	  -R '(Reprefill|AlignedBuffer|BufferPool|DirectFile|EngineTest|IoEngine|LayoutRoundTrip|PrefixStore|ChunkCache|ChunkSelection|ChunkScoring|Server|StoreContext|UnitLoader|Baselines|BatchDecode|ComputeGate)' \
+	  -R '(Reprefill|AlignedBuffer|BufferPool|DirectFile|EngineTest|IoEngine|LayoutRoundTrip|PrefixStore|ChunkCache|ChunkSelection|ChunkScoring|Server|StoreContext|UnitLoader|Baselines|BatchDecode|ComputeGate|StoreWriter|ExactContextKV)' \
 	  -E '(WriterKilled|TenThousand|ChecksumCost)'
 
 format:

@@ -10,6 +10,7 @@
 #include "ckv/model.h"
 #include "ckv/prefix_store.h"
 #include "ckv/reprefill.h"
+#include "model_store_fixture.h"
 #include "test_util.h"
 
 namespace ckv {
@@ -22,20 +23,12 @@ float Bf16ToFloat(uint16_t h) {
   return f;
 }
 
-class ExactContextKVTest : public ::testing::Test {
+class ExactContextKVTest : public test::BundledModelAndStore {
  protected:
+  ExactContextKVTest() : BundledModelAndStore("exact-kv") {}
   void SetUp() override {
-    model_ = test::LoadBundledModel();
-    ASSERT_NE(model_, nullptr);
-    auto ids = model_->tokenizer()->Encode(
-        test::ReadFileOrDie(test::TextDataDir() + "/tinystories.txt"), true);
-    ASSERT_TRUE(ids.ok());
-    ids_ = *ids;
-    StoreOptions so;
-    so.sync = false;
-    auto s = PrefixStore::Open(test::MakeTempDir("exact-kv"), so);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    store_ = std::move(s).value();
+    BundledModelAndStore::SetUp();
+    if (HasFatalFailure()) return;
     ASSERT_TRUE(StorePrefix(*model_, *store_, kLayout, Ids(192)).ok());
     ReprefillEngine::Config ec;
     ec.layout = kLayout;
@@ -64,9 +57,6 @@ class ExactContextKVTest : public ::testing::Test {
   }
 
   const StoreLayout kLayout = StoreLayout::PeriodMajor(16, 8);
-  std::unique_ptr<Model> model_;
-  std::vector<int32_t> ids_;
-  std::unique_ptr<PrefixStore> store_;
   std::unique_ptr<ReprefillEngine> engine_;
 };
 

@@ -10,27 +10,15 @@
 #include "ckv/model.h"
 #include "ckv/prefix_store.h"
 #include "ckv/reprefill.h"
+#include "model_store_fixture.h"
 #include "test_util.h"
 
 namespace ckv {
 namespace {
 
-class StoreContextTest : public ::testing::Test {
+class StoreContextTest : public test::BundledModelAndStore {
  protected:
-  void SetUp() override {
-    auto m = Model::Load(test::BundledModelDir());
-    ASSERT_TRUE(m.ok()) << m.status().ToString();
-    model_ = std::move(m).value();
-    auto ids = model_->tokenizer()->Encode(
-        test::ReadFileOrDie(test::TextDataDir() + "/tinystories.txt"), true);
-    ASSERT_TRUE(ids.ok());
-    ids_ = *ids;
-    StoreOptions so;
-    so.sync = false;
-    auto s = PrefixStore::Open(test::MakeTempDir("store-context"), so);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    store_ = std::move(s).value();
-  }
+  StoreContextTest() : BundledModelAndStore("store-context") {}
   std::span<const int32_t> Ids(int64_t n) const { return std::span(ids_).first(n); }
 
   // Every stored row of `id` against a plain prefill of its tokens (bf16 KV).
@@ -54,10 +42,6 @@ class StoreContextTest : public ::testing::Test {
       }
     }
   }
-
-  std::unique_ptr<Model> model_;
-  std::vector<int32_t> ids_;
-  std::unique_ptr<PrefixStore> store_;
 };
 
 TEST_F(StoreContextTest, ExtensionReusesTheParentAndEqualsAPlainPrefill) {

@@ -8,25 +8,18 @@
 #include "ckv/model.h"
 #include "ckv/prefix_store.h"
 #include "ckv/reprefill.h"
+#include "model_store_fixture.h"
 #include "test_util.h"
 
 namespace ckv::server {
 namespace {
 
-class StoreWriterTest : public ::testing::Test {
+class StoreWriterTest : public test::BundledModelAndStore {
  protected:
+  StoreWriterTest() : BundledModelAndStore("store-writer") {}
   void SetUp() override {
-    model_ = test::LoadBundledModel();
-    ASSERT_NE(model_, nullptr);
-    auto ids = model_->tokenizer()->Encode(
-        test::ReadFileOrDie(test::TextDataDir() + "/tinystories.txt"), true);
-    ASSERT_TRUE(ids.ok());
-    ids_ = *ids;
-    StoreOptions so;
-    so.sync = false;
-    auto s = PrefixStore::Open(test::MakeTempDir("store-writer"), so);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    store_ = std::move(s).value();
+    BundledModelAndStore::SetUp();
+    if (HasFatalFailure()) return;
     ReprefillEngine::Config ec;
     ec.layout = kLayout;
     auto e = ReprefillEngine::Create(*model_, *store_, ec);
@@ -62,9 +55,6 @@ class StoreWriterTest : public ::testing::Test {
   }
 
   const StoreLayout kLayout = StoreLayout::PeriodMajor(16, 8);
-  std::unique_ptr<Model> model_;
-  std::vector<int32_t> ids_;
-  std::unique_ptr<PrefixStore> store_;
   std::unique_ptr<ReprefillEngine> engine_;
   Metrics metrics_;
 };

@@ -104,4 +104,18 @@ CommandRun RunCli(const std::string& args) {
   return RunCommand(std::string(CKV_CLI_PATH) + " " + args);
 }
 
+std::vector<int32_t> TinyStoriesIds(const Model& model) {
+  auto ids = model.tokenizer()->Encode(ReadFileOrDie(TextDataDir() + "/tinystories.txt"), true);
+  EXPECT_TRUE(ids.ok()) << ids.status().ToString();
+  return ids.ok() ? *ids : std::vector<int32_t>{};
+}
+
+std::unique_ptr<PrefixStore> OpenTempStore(const std::string& tag) {
+  StoreOptions so;
+  so.sync = false;
+  auto s = PrefixStore::Open(MakeTempDir(tag), so);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return s.ok() ? std::move(s).value() : nullptr;
+}
+
 }  // namespace ckv::test

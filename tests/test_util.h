@@ -3,8 +3,10 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ckv/model.h"
+#include "ckv/prefix_store.h"
 
 namespace ckv::test {
 
@@ -24,6 +26,12 @@ std::unique_ptr<Model> LoadBundledModel();
 ModelConfig TinyConfig(int layers, int heads, int kv_heads, int head_dim);
 // A fresh, empty temporary directory removed at process exit.
 std::string MakeTempDir(const std::string& tag);
+// data/tinystories.txt encoded (with BOS) by `model`'s tokenizer; empty (and a test failure)
+// when it does not encode.
+std::vector<int32_t> TinyStoriesIds(const Model& model);
+// An empty prefix store in a fresh temporary directory, without fsync; nullptr (and a test
+// failure naming why) when it does not open.
+std::unique_ptr<PrefixStore> OpenTempStore(const std::string& tag);
 // Whole file as a string; aborts the test on failure.
 std::string ReadFileOrDie(const std::string& path);
 

@@ -4,6 +4,7 @@
 // then the first token is emitted and decoding continues with the same prefix selection.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -117,6 +118,13 @@ struct ReprefillStats {
 struct ExactContextKV {
   std::vector<int32_t> tokens;
   std::vector<std::vector<uint16_t>> k, v;
+  // How many first rows of a context of `context` tokens these are: the tokens both start with.
+  int64_t SharedPrefix(std::span<const int32_t> context) const {
+    const size_t n = std::min(tokens.size(), context.size());
+    size_t m = 0;
+    while (m < n && tokens[m] == context[m]) ++m;
+    return static_cast<int64_t>(m);
+  }
   int64_t bytes() const {
     int64_t b = 0;
     for (size_t l = 0; l < k.size(); ++l) b += static_cast<int64_t>(k[l].size() + v[l].size()) * 2;

@@ -37,17 +37,13 @@ Status LoadStoredKV(const PrefixHandle& h, int64_t n, KVCache& kv) {
 // buffers do not have the model's shape.
 int64_t SharedRows(const ExactContextKV& given, const ModelConfig& cfg,
                    std::span<const int32_t> tokens) {
-  const size_t rows = given.tokens.size();
-  const size_t elems = rows * static_cast<size_t>(cfg.kv_dim());
+  const size_t elems = given.tokens.size() * static_cast<size_t>(cfg.kv_dim());
   if (given.k.size() != static_cast<size_t>(cfg.num_layers) || given.v.size() != given.k.size())
     return -1;
   for (int l = 0; l < cfg.num_layers; ++l) {
     if (given.k[l].size() != elems || given.v[l].size() != elems) return -1;
   }
-  const size_t n = std::min(rows, tokens.size());
-  size_t m = 0;
-  while (m < n && given.tokens[m] == tokens[m]) ++m;
-  return static_cast<int64_t>(m);
+  return given.SharedPrefix(tokens);
 }
 
 // Copies the first `n` rows of every layer of `given` into `kv`.

@@ -88,12 +88,10 @@ void StoreWriter::Loop() {
     std::span<const int32_t> all(job.context);
     const ExactContextKV* given = job.exact_kv.get();
     if (given != nullptr) {
-      size_t rows = 0;  // the context's first rows the request computed
-      const size_t n = std::min(given->tokens.size(), all.size());
-      while (rows < n && given->tokens[rows] == all[rows]) ++rows;
-      const int64_t tail = static_cast<int64_t>(all.size() - rows);
-      if (tail > 0 && tail < kShortTail && static_cast<int64_t>(rows) >= config_.min_tokens &&
-          static_cast<int64_t>(rows) >= job.stable_tokens) {
+      const int64_t rows = given->SharedPrefix(all);  // the first rows the request computed
+      const int64_t tail = static_cast<int64_t>(all.size()) - rows;
+      if (tail > 0 && tail < kShortTail && rows >= config_.min_tokens &&
+          rows >= job.stable_tokens) {
         all = all.first(rows);
       }
     }

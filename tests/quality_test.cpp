@@ -111,6 +111,31 @@ TEST_F(QualityTest, AttendedFractionsFollowEachSelectionRule) {
   EXPECT_EQ(Find(*rows, "contiguouskv", 0.25).probe_vote_fraction, 0.0);
 }
 
+// Bytes read per system, as a fraction of the prefix's stored KV: a full load reads all of it
+// and scores nothing; selection reads less in all, of which its scoring reads are a part;
+// AS+H2O reads every key (the K halves of attended blocks count as attended, the rest as
+// identification-only).
+TEST_F(QualityTest, ReadFractionsFollowEachSystemsReads) {
+  QualityOptions o = Options();
+  o.systems = {"contiguouskv", "impress-vote", "as-h2o-lru", "as-lru"};
+  o.budgets = {0.1, 1.0};
+  auto rows = EvaluateQuality(*model_, text_, o);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  const QualityRow full = Find(*rows, "as-lru", 0.1);
+  EXPECT_GE(full.read_fraction, 1.0);
+  EXPECT_EQ(full.scoring_read_fraction, 0.0);
+  const QualityRow ckv_all = Find(*rows, "contiguouskv", 1.0);
+  EXPECT_GE(ckv_all.read_fraction, 1.0);
+  EXPECT_EQ(ckv_all.scoring_read_fraction, 0.0);  // everything selected: nothing to score
+  for (const char* s : {"contiguouskv", "impress-vote", "as-h2o-lru"}) {
+    const QualityRow r = Find(*rows, s, 0.1);
+    EXPECT_GT(r.scoring_read_fraction, 0.0) << s;
+    EXPECT_GT(r.read_fraction, r.scoring_read_fraction) << s;
+    EXPECT_LT(r.read_fraction, full.read_fraction) << s;
+  }
+  EXPECT_GE(Find(*rows, "as-h2o-lru", 0.1).read_fraction, 0.5);
+}
+
 TEST_F(QualityTest, UnknownAndMeaninglessSystemsAreRefused) {
   QualityOptions o = Options();
   o.budgets = {0.5};

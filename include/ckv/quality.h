@@ -37,6 +37,13 @@ struct QualityRow {
   double mean_nll = 0;           // mean -log p(true next token) over suffix positions
   double full_mean_nll = 0;      // the same under full attention
   double attended_fraction = 0;  // prefix tokens attended / prefix tokens, forced included
+  // Bytes read from the store / the prefix's stored K+V bytes (all layers): scoring reads,
+  // attended units, speculative reads that were not selected, 4 KiB padding and read
+  // amplification included; what "equal bytes read" compares systems by. No memory cache.
+  double read_fraction = 0;
+  // Of which identification-only reads: keys, summaries or probe copies of data that was not
+  // then attended (a read that is both scored and attended counts as attended).
+  double scoring_read_fraction = 0;
   // IMPRESS: fraction of identified layers whose probe heads agreed (0 for other systems).
   double probe_vote_fraction = 0;
   // ContiguousKV: share of a period's selected chunks (forced ones aside) that the previous

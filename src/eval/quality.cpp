@@ -23,7 +23,7 @@ double MeanNll(const std::vector<float>& suffix_logits, int64_t ns, std::span<co
 
 struct Acc {
   int64_t n = 0;
-  double top1 = 0, kl = 0, nll = 0, full_nll = 0, attended = 0;
+  double top1 = 0, kl = 0, nll = 0, full_nll = 0, attended = 0, read = 0, scoring_read = 0;
   int64_t probe_layers = 0, probe_votes = 0;
   int64_t overlap_shared = 0, overlap_selected = 0;
 };
@@ -95,6 +95,10 @@ Result<std::vector<QualityRow>> EvaluateQuality(const Model& model, const std::s
     engines.push_back(std::move(engine));
   }
 
+  // The stored KV is bf16 whatever the model's dtype (2 bytes per element, K and V).
+  const auto prefix_kv_bytes = [&](int64_t tokens) {
+    return static_cast<double>(tokens) * model.config().num_layers * model.config().kv_dim() * 4;
+  };
   std::map<std::tuple<std::string, double, int64_t, int64_t>, Acc> acc;
   const int64_t settings =
       static_cast<int64_t>(opts.prefix_tokens.size() * opts.suffix_tokens.size());
@@ -159,6 +163,8 @@ Result<std::vector<QualityRow>> EvaluateQuality(const Model& model, const std::s
               a.nll += MeanNll(r.suffix_logits, S, next, vocab);
               a.full_nll += full_nll;
               a.attended += r.stats.attended_fraction;
+              a.read += static_cast<double>(r.stats.ssd_bytes_read) / prefix_kv_bytes(P);
+              a.scoring_read += static_cast<double>(r.stats.scoring_bytes_read) / prefix_kv_bytes(P);
               a.probe_layers += r.stats.probe_layers;
               a.probe_votes += r.stats.probe_vote_layers;
               a.overlap_shared += shared;
@@ -188,6 +194,8 @@ Result<std::vector<QualityRow>> EvaluateQuality(const Model& model, const std::s
       r.mean_nll = a.nll / a.n;
       r.full_mean_nll = a.full_nll / a.n;
       r.attended_fraction = a.attended / a.n;
+      r.read_fraction = a.read / a.n;
+      r.scoring_read_fraction = a.scoring_read / a.n;
       r.probe_vote_fraction =
           a.probe_layers > 0 ? static_cast<double>(a.probe_votes) / a.probe_layers : 0.0;
       r.adjacent_overlap = a.overlap_selected > 0

@@ -75,6 +75,8 @@ void RegisterEval(CLI::App& root, std::vector<Command>& out) {
                                       {"mean_nll", r.mean_nll},
                                       {"full_mean_nll", r.full_mean_nll},
                                       {"attended_fraction", r.attended_fraction},
+                                      {"read_fraction", r.read_fraction},
+                                      {"scoring_read_fraction", r.scoring_read_fraction},
                                       {"probe_vote_fraction", r.probe_vote_fraction},
                                       {"adjacent_overlap", r.adjacent_overlap >= 0
                                                                ? nlohmann::json(r.adjacent_overlap)
@@ -84,9 +86,9 @@ void RegisterEval(CLI::App& root, std::vector<Command>& out) {
                      return 0;
                    }
                    std::cout << "| system | budget | prefix | suffix | windows | top-1 | mean KL | "
-                                "NLL | NLL full | attended | adjacent overlap |\n"
+                                "NLL | NLL full | attended | read (scoring) | adjacent overlap |\n"
                              << "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | "
-                                "--- |\n";
+                                "--- | --- |\n";
                    for (const auto& r : *rows) {
                      std::cout << std::fixed << "| " << r.system << " | " << std::setprecision(2)
                                << r.budget << " | "
@@ -97,6 +99,7 @@ void RegisterEval(CLI::App& root, std::vector<Command>& out) {
                                << 100 * r.top1_agreement << "% | " << std::setprecision(4)
                                << r.mean_kl << " | " << r.mean_nll << " | " << r.full_mean_nll
                                << " | " << std::setprecision(3) << r.attended_fraction << " | "
+                               << r.read_fraction << " (" << r.scoring_read_fraction << ") | "
                                << (r.adjacent_overlap >= 0
                                        ? std::to_string(std::lround(100 * r.adjacent_overlap)) + "%"
                                        : "-")

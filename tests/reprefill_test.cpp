@@ -325,6 +325,98 @@ TEST_F(ReprefillTest, ScoringKeysEnterAFullCacheWithTheirImportance) {
   EXPECT_EQ(first->first_logits, second->first_logits);
 }
 
+// With c = 64 a chunk's keys fill a 4 KiB page on this model (64 x 32 x 2 bytes), so each
+// selected unit is read without the period's first-layer keys, taken from the scoring read:
+// the same answers as whole units, a K half less read per selected chunk and period.
+TEST_F(ReprefillTest, ReusedScoringKeysGiveTheSameAnswersFromFewerBytes) {
+  auto store = OpenStore();
+  const StoreLayout layout = StoreLayout::PeriodMajor(64, 2);  // 5 layers: three periods
+  const int64_t np = 450, n = 470;                             // 8 chunks, the last 2 tokens
+  ASSERT_TRUE(StorePrefix(*model_, *store, layout, Ids(np)).ok());
+  for (bool prefetch : {true, false}) {
+    ReprefillOptions o;
+    o.budget = 0.3;
+    o.max_tokens = 4;
+    o.prefetch = prefetch;
+    o.sub_period = 1;
+    o.reuse_scoring_keys = false;
+    auto whole = Run(*store, Ids(n), o, layout);
+    o.reuse_scoring_keys = true;
+    auto reused = Run(*store, Ids(n), o, layout);
+    ASSERT_TRUE(whole.ok() && reused.ok());
+    ASSERT_FALSE(reused->stats.prefix_id.empty()) << reused->stats.note;
+    EXPECT_EQ(reused->selections, whole->selections);
+    EXPECT_EQ(reused->first_logits, whole->first_logits);
+    EXPECT_EQ(reused->generated_ids, whole->generated_ids);
+    EXPECT_LE(reused->stats.scoring_bytes_read, reused->stats.ssd_bytes_read);  // a part of it
+    int64_t selected = 0;
+    for (const auto& sel : reused->selections) selected += static_cast<int64_t>(sel.size());
+    // Speculation may have read a unit that was then not selected; the whole-unit run read
+    // the same units, so the difference is one K half (4 KiB) per unit read, at least one
+    // per selected chunk and period.
+    const int64_t saved = whole->stats.ssd_bytes_read - reused->stats.ssd_bytes_read;
+    EXPECT_GE(saved, selected * 4096) << "prefetch " << prefetch;
+    EXPECT_EQ(saved % 4096, 0);
+    // The keys attended from scoring reads count as attended data, not identification-only.
+    EXPECT_LT(reused->stats.scoring_bytes_read, whole->stats.scoring_bytes_read);
+  }
+  // The memory cache holds the cut units and the scoring keys: a repeat reads nothing.
+  ReprefillEngine::Config ec;
+  ec.layout = layout;
+  ec.cache_bytes = 64 << 20;
+  auto e = ReprefillEngine::Create(*model_, *store, ec);
+  ASSERT_TRUE(e.ok());
+  ReprefillOptions o;
+  o.budget = 0.3;
+  auto first = (*e)->Run(Ids(n), o);
+  auto again = (*e)->Run(Ids(n), o);
+  ASSERT_TRUE(first.ok() && again.ok());
+  EXPECT_EQ(again->first_logits, first->first_logits);
+  EXPECT_EQ(again->stats.ssd_bytes_read, 0);
+  EXPECT_GT(again->stats.cache_hits, 0);
+}
+
+// The scoring reads are not verified (a selected chunk used to be read again whole and
+// checked); keys attended from them are checked with their values before use, so a damaged
+// key quarantines the prefix instead of reaching attention.
+TEST_F(ReprefillTest, ADamagedReusedKeyIsCaughtAndTheRequestRecomputed) {
+  auto store = OpenStore();
+  const StoreLayout layout = StoreLayout::PeriodMajor(64, 2);
+  const int64_t np = 450, n = 470;
+  auto info = StorePrefix(*model_, *store, layout, Ids(np));
+  ASSERT_TRUE(info.ok());
+  ReprefillOptions o;
+  o.budget = 0.3;
+  ReprefillOptions r = o;
+  r.system = "recompute";
+  auto recompute_ref = Run(*store, Ids(n), r, layout);
+  ASSERT_TRUE(recompute_ref.ok());
+  // Chunk 0 (forced, always selected) of layer 0: its unit starts the segment, its keys are
+  // the first 4 KiB; flip a byte inside them.
+  auto prefix = store->OpenPrefix(info->id);
+  ASSERT_TRUE(prefix.ok()) << prefix.status().ToString();
+  auto ext = (*prefix)->LocateExtent(0, 0);
+  ASSERT_TRUE(ext.ok());
+  const std::string file = (*prefix)->files()[ext->file].path;
+  prefix->reset();
+  {
+    std::fstream io(file, std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(io.good()) << file;
+    io.seekg(static_cast<std::streamoff>(ext->offset + 100));
+    char c = 0;
+    io.read(&c, 1);
+    c ^= 0x5a;
+    io.seekp(static_cast<std::streamoff>(ext->offset + 100));
+    io.write(&c, 1);
+  }
+  auto res = Run(*store, Ids(n), o, layout);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_TRUE(res->stats.stored_prefix_failed) << res->stats.note;
+  EXPECT_EQ(res->first_logits, recompute_ref->first_logits);
+  EXPECT_FALSE(
+      store->FindLongestPrefix(model_->transformer().fingerprint(), layout, Ids(n)).has_value());
+}
+
 TEST_F(ReprefillTest, NoPrefixMeansPlainPrefillAndCorruptionFallsBackToRecompute) {
   auto store = OpenStore();
   ReprefillOptions o;

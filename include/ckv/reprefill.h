@@ -27,6 +27,10 @@ struct ReprefillOptions {
   ScoringSource scoring = ScoringSource::kFullKeys;
   int sub_period = 4;    // sp: inter-period prefetch starts this many layers in
   bool prefetch = true;  // false: load each period's selection synchronously
+  // ContiguousKV with full-key scoring: read each selected unit without the period's first
+  // layer's keys, which the scoring read brought already (false: whole units, the paper's
+  // reads; the answers are the same, only the bytes read differ).
+  bool reuse_scoring_keys = true;
   int max_tokens = 1;    // tokens to generate (the first one is the TTFT token)
   SamplingOptions sampling;
   std::string trace_path;  // Chrome trace-event JSON, if set

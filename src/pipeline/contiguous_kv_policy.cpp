@@ -2,9 +2,13 @@
 // layer from its full keys or from the stored key summaries), intra-period prefetch of the
 // selected chunks for all p layers at once, inter-period speculative prefetch of the current
 // selection for the next period at sub-period offset sp, and the attention-guided memory cache.
+// With full-key scoring, a selected unit is read without the period's first layer's keys: the
+// scoring read brought them already (the unit starts there), so they are not read twice.
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <utility>
@@ -39,8 +43,10 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     finished_.clear();
     scoring_keys_.clear();
     scoring_copies_.clear();
+    scoring_units_.clear();
     selections_.assign(periods_, {});
     units_.assign(periods_, {});
+    scored_keys_.assign(periods_, {});
     importance_.assign(periods_, {});
     if (ctx.opts->budget < 1.0 && !ctx.opts->random_selection) IssueScoringReads();
     return Status::OK();
@@ -63,18 +69,32 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     const auto& sel = selections_[period];
     out.spans.reserve(sel.size());
     for (int64_t j : sel) {
-      CKV_ASSIGN_OR_RETURN(ReadUnit unit, ctx_.prefix->LocateUnit(layer, j));
-      auto it = units_[period].find(UnitKey(period, unit));
+      auto it = units_[period].find(j);
       if (it == units_[period].end())
         return Status::Internal("unit of selected chunk not requested");
-      const FetchedRange& u = *it->second.range;
+      const Unit& unit = it->second;
+      const FetchedRange& u = *unit.range;
       CKV_RETURN_IF_ERROR(reader_.Wait(u));
       CKV_ASSIGN_OR_RETURN(Extent ext, ctx_.prefix->LocateExtent(layer, j));
-      const std::byte* base = u.At(ext.offset);
+      const int64_t k_bytes = static_cast<int64_t>(c_) * kv_row_bytes_;
+      const std::byte* k = nullptr;
+      const std::byte* v = nullptr;
+      if (ext.offset < u.offset) {
+        // A unit read without this layer's keys (TrimmedUnit): they are the scoring read's,
+        // which was not verified; the extent is checked whole before it is attended.
+        if (!unit.keys) return Status::Internal("keys of a trimmed unit not held");
+        k = unit.keys->data();
+        v = u.At(ext.offset + k_bytes);
+        CKV_RETURN_IF_ERROR(VerifySplit(layer, j, ext, k, v));
+        out.keep_alive.push_back(unit.keys->range);
+      } else {
+        k = u.At(ext.offset);
+        v = k + k_bytes;
+      }
       const int64_t tokens = ChunkTokensUsed(j);
-      out.spans.push_back({base, base + static_cast<int64_t>(c_) * kv_row_bytes_, tokens, j * c_});
+      out.spans.push_back({k, v, tokens, j * c_});
       out.chunks.push_back(j);
-      out.keep_alive.push_back(it->second.range);
+      out.keep_alive.push_back(unit.range);
       acct_.attended_bytes += tokens * kv_row_bytes_ * 2;
       if (u.from_ssd()) acct_.attended_ssd_bytes += tokens * kv_row_bytes_ * 2;
     }
@@ -198,12 +218,19 @@ class ContiguousKVPolicy : public KVSourcePolicy {
             scoring_copies_[period].emplace_back(u.range->key, u.range->Copy());
         }
       }
-      scoring_units_[period].clear();  // release the buffers
     }
     const int64_t last_tokens = ChunkTokensUsed(ctx_.n_chunks - 1);
     SelectionBudget budget;
     budget.ratio = ctx_.opts->budget;
     selections_[period] = SelectChunks(scores, last_tokens, c_, budget);
+    if (!scoring_units_.empty() && !scoring_units_[period].empty()) {
+      // The selected chunks' first-layer keys are attended from the scoring read; the rest of
+      // the buffers go back to the pool.
+      if (ctx_.opts->scoring == ScoringSource::kFullKeys) {
+        for (int64_t j : selections_[period]) scored_keys_[period][j] = scoring_units_[period][j];
+      }
+      scoring_units_[period].clear();
+    }
     acct_.chunks_selected += static_cast<int64_t>(selections_[period].size());
     acct_.scoring_ms += MsSince(t0);
     if (ctx_.tracer->enabled()) {
@@ -244,7 +271,7 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     std::set<int64_t> selected(selections_[period].begin(), selections_[period].end());
     // Speculative units of chunks that were not selected were wasted reads.
     for (auto it = units_[period].begin(); it != units_[period].end();) {
-      if (it->second.speculative && !selected.count(it->second.chunk)) {
+      if (it->second.speculative && !selected.count(it->first)) {
         ++acct_.chunks_mispredicted;
         reader_.AccountWasted(*it->second.range);
         it = units_[period].erase(it);
@@ -257,7 +284,14 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     }
     // Every unit left is attended: count each once, as every system does (ReprefillStats),
     // speculative ones included, mispredicted ones (erased above) as wasted reads.
-    for (const auto& [key, u] : units_[period]) reader_.Account(*u.range, /*scoring=*/false);
+    for (const auto& [chunk, u] : units_[period]) reader_.Account(*u.range, /*scoring=*/false);
+    // Scoring reads whose keys are attended were data loaded to be attended, not only to score.
+    for (const auto& [chunk, keys] : scored_keys_[period]) {
+      if (units_[period].count(chunk) && units_[period].at(chunk).keys && keys.range->from_ssd()) {
+        acct_.scoring_bytes_read -= keys.range->length;
+        acct_.ssd_bytes_read += keys.range->length;
+      }
+    }
     return Status::OK();
   }
 
@@ -274,10 +308,13 @@ class ContiguousKVPolicy : public KVSourcePolicy {
   }
 
   Status Request(int period, int layer, int64_t chunk, bool speculative) {
-    CKV_ASSIGN_OR_RETURN(const ReadUnit unit, ctx_.prefix->LocateUnit(layer, chunk));
-    const ChunkKey key = UnitKey(period, unit);
+    // One unit per chunk and period: a period-major unit holds all its layers, a layer-major
+    // period is one layer.
     auto& map = units_[period];
-    if (map.count(key)) return Status::OK();
+    if (map.count(chunk)) return Status::OK();
+    CKV_ASSIGN_OR_RETURN(ReadUnit unit, ctx_.prefix->LocateUnit(layer, chunk));
+    const ScoringRange* keys = TrimmedUnit(period, chunk, unit);
+    const ChunkKey key = UnitKey(period, unit);
     auto prefix = ctx_.prefix;
     const int first = period * p_;
     const int last = std::min(first + p_, ctx_.config->num_layers);
@@ -286,7 +323,8 @@ class ContiguousKVPolicy : public KVSourcePolicy {
       for (int l = first; l < last; ++l) {
         auto ext = prefix->LocateExtent(l, chunk);
         if (!ext.ok()) return ext.status();
-        // Only the extents inside this unit (layer-major units hold a single layer).
+        // Only the extents inside this unit (layer-major units hold a single layer; a trimmed
+        // unit's first extent is checked at use, with its keys from the scoring read).
         if (ext->file != unit.file || ext->offset < unit.offset ||
             ext->offset + ext->length > unit.offset + unit.length) {
           continue;
@@ -304,12 +342,50 @@ class ContiguousKVPolicy : public KVSourcePolicy {
             : reader_.Fetch(unit.file, unit.offset, unit.length, key, verify, std::move(label));
     if (!r) return Status::OK();
     if (speculative && r->from_ssd()) ++acct_.chunks_prefetched;
-    map.emplace(key, Unit{std::move(r), chunk, speculative});
+    map.emplace(chunk, Unit{std::move(r), key, speculative,
+                            keys ? std::make_optional(*keys) : std::nullopt});
     return Status::OK();
   }
 
+  // With full-key scoring, the period's scoring read holds chunk j's first-layer keys (issued
+  // in Begin for every period; kept past selection for the selected chunks). When the unit
+  // starts with that layer's extent and its keys end on a 4 KiB boundary, `unit` is cut to
+  // start after them and the held keys are returned; otherwise nullptr and `unit` is whole.
+  const ScoringRange* TrimmedUnit(int period, int64_t chunk, ReadUnit& unit) const {
+    if (!ctx_.opts->reuse_scoring_keys || ctx_.opts->scoring != ScoringSource::kFullKeys ||
+        ctx_.opts->budget >= 1.0 || ctx_.opts->random_selection) {
+      return nullptr;
+    }
+    const ScoringRange* keys = nullptr;
+    if (auto it = scored_keys_[period].find(chunk); it != scored_keys_[period].end()) {
+      keys = &it->second;
+    } else if (!scoring_units_.empty() && !scoring_units_[period].empty() &&
+               scoring_units_[period][chunk].range) {
+      keys = &scoring_units_[period][chunk];  // not yet scored: a speculative read
+    }
+    if (keys == nullptr) return nullptr;
+    const uint64_t k_bytes = static_cast<uint64_t>(c_) * kv_row_bytes_;
+    const uint64_t cut = keys->data_at + k_bytes;
+    if (keys->data_at != unit.offset || cut % 4096 != 0 || cut >= unit.offset + unit.length) {
+      return nullptr;
+    }
+    unit.length -= static_cast<uint32_t>(cut - unit.offset);
+    unit.offset = cut;
+    return keys;
+  }
+
+  // The extent's checksum covers K then V; here they live in two buffers.
+  Status VerifySplit(int layer, int64_t chunk, const Extent& ext, const std::byte* k,
+                     const std::byte* v) const {
+    const auto k_bytes = static_cast<size_t>(c_ * kv_row_bytes_);
+    std::vector<std::byte> whole(ext.length);
+    std::memcpy(whole.data(), k, k_bytes);
+    std::memcpy(whole.data() + k_bytes, v, ext.length - k_bytes);
+    return ctx_.prefix->VerifyExtent(layer, chunk, KVPart::kKV, whole.data());
+  }
+
   Status WaitAll(int period) {
-    for (auto& [key, u] : units_[period]) CKV_RETURN_IF_ERROR(reader_.Wait(*u.range));
+    for (auto& [chunk, u] : units_[period]) CKV_RETURN_IF_ERROR(reader_.Wait(*u.range));
     return Status::OK();
   }
 
@@ -329,22 +405,25 @@ class ContiguousKVPolicy : public KVSourcePolicy {
         reader_.Feedback(key, top, 1.0);
       }
       for (const ChunkKey& key : scoring_keys_[period]) reader_.Feedback(key, top, 1.0);
-      for (auto& [key, u] : units_[period]) {
+      for (auto& [chunk, u] : units_[period]) {
         reader_.Insert(*u.range);
-        const auto imp = importance_[period].find(u.chunk);
-        reader_.Feedback(key, imp == importance_[period].end() ? 0.0 : imp->second, 1.0);
+        const auto imp = importance_[period].find(chunk);
+        reader_.Feedback(u.key, imp == importance_[period].end() ? 0.0 : imp->second, 1.0);
       }
     }
     scoring_keys_.erase(period);
     scoring_copies_.erase(period);
     units_[period].clear();
+    scored_keys_[period].clear();
   }
 
-  // A read unit a period attends (or was speculatively read for it).
+  // A read unit a period attends (or was speculatively read for it); `keys`, when the unit was
+  // read without its first layer's keys, is the scoring read that holds them.
   struct Unit {
     std::shared_ptr<FetchedRange> range;
-    int64_t chunk = 0;
+    ChunkKey key;
     bool speculative = false;
+    std::optional<ScoringRange> keys;
   };
 
   RequestContext ctx_;
@@ -354,7 +433,9 @@ class ContiguousKVPolicy : public KVSourcePolicy {
   int64_t kv_row_bytes_ = 0;
   AttentionShape shape_;
   std::vector<std::vector<int64_t>> selections_;
-  std::vector<std::map<ChunkKey, Unit>> units_;
+  std::vector<std::map<int64_t, Unit>> units_;  // per period, by chunk
+  // Per period: the scoring reads of its selected chunks (their first-layer keys).
+  std::vector<std::map<int64_t, ScoringRange>> scored_keys_;
   std::vector<std::map<int64_t, double>> importance_;
   std::vector<std::vector<ScoringRange>> scoring_units_;
   // Per period until it is finished: scoring units the cache served, and copies of the ones

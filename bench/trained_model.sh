@@ -35,7 +35,7 @@ for t in "${texts[@]}"; do
   name=$(basename "$t" | cut -d. -f1)
   "$CKV" eval quality --model "$MODEL" --text "$t" --prefix-tokens 1024,2048,4096,8000 \
     --suffix-tokens 8,32 --period "$PERIOD" --budgets 0.05,0.1,0.25,0.5 \
-    --systems contiguouskv-summaries,random,as-h2o-lru,impress,impress-vote \
+    --systems contiguouskv-summaries,random,as-lru,as-h2o-lru,impress,impress-vote \
     --windows $WINDOWS --json >"$OUT/quality_${name}_baselines.json"
   "$CKV" eval quality --model "$MODEL" --text "$t" --prefix-tokens 1024,2048,4096,8000 \
     --suffix-tokens 8,32 --period "$PERIOD" \
@@ -43,6 +43,18 @@ for t in "${texts[@]}"; do
     --windows $WINDOWS --json >"$OUT/quality_${name}_ours.json"
   /usr/bin/python3 -c 'import json, sys; json.dump(json.load(open(sys.argv[1])) + json.load(open(sys.argv[2])), open(sys.argv[3], "w"))' \
     "$OUT/quality_${name}_baselines.json" "$OUT/quality_${name}_ours.json" "$OUT/quality_${name}.json"
+done
+
+echo "== quality at equal bytes read: ContiguousKV deciding per layer (p = 1) beside per period"
+for t in "${texts[@]}"; do
+  name=$(basename "$t" | cut -d. -f1)
+  "$CKV" eval quality --model "$MODEL" --text "$t" --prefix-tokens 1024,2048,4096,8000 \
+    --suffix-tokens 8,32 --period 1 --budgets 0.05,0.1,0.15,0.2,0.25,0.3,0.4,0.5 \
+    --systems contiguouskv --windows $WINDOWS --json >"$OUT/quality_${name}_ours_p1.json"
+  /usr/bin/python3 bench/quality_vs_bytes.py "p=$PERIOD=$OUT/quality_${name}_ours.json" \
+    "p=1=$OUT/quality_${name}_ours_p1.json" "base=$OUT/quality_${name}_baselines.json" \
+    --png "$OUT/quality_vs_bytes_${name}.png" --title "ckv-long-8m, held-out $name" \
+    >"$OUT/bytes_${name}.md"
 done
 
 echo "== speed on this model: 8K prefix, cold"

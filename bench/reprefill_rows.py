@@ -1,7 +1,8 @@
 """Shared by the bench/ scripts that read `ckv bench reprefill` output."""
 
 # Each system's own memory-cache policy (DefaultCachePolicyFor in src/pipeline/reprefill.cpp).
-OWN_POLICY = {"contiguouskv": "attention", "contiguouskv-summaries": "attention", "as-lru": "lru",
+OWN_POLICY = {"contiguouskv": "attention", "contiguouskv-summaries": "attention",
+              "contiguouskv-whole-units": "attention", "as-lru": "lru",
               "as-h2o-lru": "lru", "impress": "impress", "impress-vote": "impress"}
 
 

@@ -710,6 +710,15 @@ TEST(SystemNames, AliasesSetOptionsAndUnknownNamesAreRefused) {
   ASSERT_TRUE(ApplySystemName("contiguouskv-summaries", o).ok());
   EXPECT_EQ(o.system, "contiguouskv");
   EXPECT_EQ(o.scoring, ScoringSource::kSummaries);
+  ReprefillOptions whole;
+  ASSERT_TRUE(ApplySystemName("contiguouskv-whole-units", whole).ok());
+  EXPECT_EQ(whole.system, "contiguouskv");
+  EXPECT_FALSE(whole.reuse_scoring_keys);
+  EXPECT_EQ(whole.scoring, ScoringSource::kFullKeys);
+  ReprefillOptions caller;
+  caller.reuse_scoring_keys = false;  // a base name keeps the caller's options
+  ASSERT_TRUE(ApplySystemName("contiguouskv", caller).ok());
+  EXPECT_FALSE(caller.reuse_scoring_keys);
   for (const std::string& s : ReprefillSystems()) {
     ReprefillOptions p;
     ASSERT_TRUE(ApplySystemName(s, p).ok()) << s;
@@ -731,7 +740,7 @@ TEST(SystemNames, AliasesSetOptionsAndUnknownNamesAreRefused) {
     EXPECT_TRUE(ApplySystemName(s, p).ok()) << s;
     EXPECT_NE(bad.message().find(s), std::string::npos) << bad.message();
   }
-  EXPECT_EQ(ReprefillSystemNames().size(), ReprefillSystems().size() + 2);
+  EXPECT_EQ(ReprefillSystemNames().size(), ReprefillSystems().size() + 3);  // three aliases
   // A base name keeps the caller's options; an alias sets its own.
   ReprefillOptions keep;
   keep.scoring = ScoringSource::kSummaries;

@@ -11,9 +11,12 @@ namespace {
 
 constexpr ScoringSource kFull = ScoringSource::kFullKeys;
 
-const std::array<SystemSpec, 7> kSystems = {{
+const std::array<SystemSpec, 8> kSystems = {{
     {"contiguouskv", "contiguouskv", kFull, false, SystemLayout::kContiguous, "attention",
      MakeContiguousKVPolicy},
+    // The paper's reads: each selected unit whole, its first layer's keys read a second time.
+    {"contiguouskv-whole-units", "contiguouskv", kFull, false, SystemLayout::kContiguous,
+     "attention", MakeContiguousKVPolicy, /*reuse_scoring_keys=*/false},
     {"contiguouskv-summaries", "contiguouskv", ScoringSource::kSummaries, false,
      SystemLayout::kContiguous, "attention", MakeContiguousKVPolicy},
     {"as-lru", "as-lru", kFull, false, SystemLayout::kLayerMajor64, "lru", MakeAsLruPolicy},
@@ -89,6 +92,7 @@ Status ApplySystemName(const std::string& name, ReprefillOptions& opts) {
   if (s->name != s->policy) {
     opts.scoring = s->scoring;
     opts.impress_always_vote = s->impress_always_vote;
+    opts.reuse_scoring_keys = s->reuse_scoring_keys;
   }
   return Status::OK();
 }

@@ -2,7 +2,8 @@
 
 # Each system's own memory-cache policy (DefaultCachePolicyFor in src/pipeline/reprefill.cpp).
 OWN_POLICY = {"contiguouskv": "attention", "contiguouskv-summaries": "attention",
-              "contiguouskv-whole-units": "attention", "as-lru": "lru",
+              "contiguouskv-whole-units": "attention", "contiguouskv-coverage": "attention",
+              "as-lru": "lru",
               "as-h2o-lru": "lru", "impress": "impress", "impress-vote": "impress"}
 
 

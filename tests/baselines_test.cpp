@@ -715,6 +715,11 @@ TEST(SystemNames, AliasesSetOptionsAndUnknownNamesAreRefused) {
   EXPECT_EQ(whole.system, "contiguouskv");
   EXPECT_FALSE(whole.reuse_scoring_keys);
   EXPECT_EQ(whole.scoring, ScoringSource::kFullKeys);
+  EXPECT_EQ(whole.selection, SelectionRule::kTopFraction);
+  ReprefillOptions coverage;
+  ASSERT_TRUE(ApplySystemName("contiguouskv-coverage", coverage).ok());
+  EXPECT_EQ(coverage.system, "contiguouskv");
+  EXPECT_EQ(coverage.selection, SelectionRule::kMassCoverage);
   ReprefillOptions caller;
   caller.reuse_scoring_keys = false;  // a base name keeps the caller's options
   ASSERT_TRUE(ApplySystemName("contiguouskv", caller).ok());
@@ -740,7 +745,7 @@ TEST(SystemNames, AliasesSetOptionsAndUnknownNamesAreRefused) {
     EXPECT_TRUE(ApplySystemName(s, p).ok()) << s;
     EXPECT_NE(bad.message().find(s), std::string::npos) << bad.message();
   }
-  EXPECT_EQ(ReprefillSystemNames().size(), ReprefillSystems().size() + 3);  // three aliases
+  EXPECT_EQ(ReprefillSystemNames().size(), ReprefillSystems().size() + 4);  // four aliases
   // A base name keeps the caller's options; an alias sets its own.
   ReprefillOptions keep;
   keep.scoring = ScoringSource::kSummaries;

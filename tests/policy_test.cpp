@@ -52,6 +52,31 @@ TEST(ChunkSelection, BudgetOneSelectsAllAndTiesPreferEarlier) {
   EXPECT_EQ(SelectChunks(scores, 16, 16, b), (std::vector<int64_t>{0, 1, 2}));
 }
 
+// The coverage rule: the fewest top chunks (after the forced ones) that leave at most the
+// given share of the total attention mass unselected; the count follows the distribution.
+TEST(ChunkSelection, CoverageTakesTheFewestTopChunksLeavingTheAllowedMass) {
+  // 10 chunks, forced 0 and 9 (mass 1 each); the rest 20, 10, 5, 2, 1, 1, 0, 0 in a shuffle.
+  std::vector<float> scores = {1, 5, 20, 0, 1, 10, 2, 0, 1, 1};
+  SelectionBudget b;
+  b.ratio = 0.1;  // ignored by the coverage rule
+  b.max_uncovered_mass = 0.1;
+  // Total mass 100 (the rest went to the suffix): at most 10 may stay out. Unselected after
+  // the forced chunks: 39; take 20 (19 left), then 10 (9 left <= 10).
+  EXPECT_EQ(SelectChunks(scores, 16, 16, b, 100.0), (std::vector<int64_t>{0, 2, 5, 9}));
+  // A tighter bound takes more: 5 (4 left), 2 (2 left) for <= 2.
+  b.max_uncovered_mass = 0.02;
+  EXPECT_EQ(SelectChunks(scores, 16, 16, b, 100.0), (std::vector<int64_t>{0, 1, 2, 5, 6, 9}));
+  // A layer that looks mostly at the suffix (total 1000) leaves all 39 out at 10%.
+  b.max_uncovered_mass = 0.1;
+  EXPECT_EQ(SelectChunks(scores, 16, 16, b, 1000.0), (std::vector<int64_t>{0, 9}));
+  // Nothing may stay out: every chunk with mass; ties at 0 are left out only when allowed.
+  b.max_uncovered_mass = 0.0;
+  EXPECT_EQ(SelectChunks(scores, 16, 16, b, 100.0),
+            (std::vector<int64_t>{0, 1, 2, 4, 5, 6, 8, 9}));
+  b.ratio = 1.0;  // a budget of 1 still selects everything
+  EXPECT_EQ(SelectChunks(scores, 16, 16, b, 100.0).size(), 10u);
+}
+
 TEST(ChunkSelection, ChunkSumsHandlePartialLastChunk) {
   std::vector<float> tok = {1, 1, 1, 2, 2, 2, 5};
   EXPECT_EQ(ChunkSums(tok, 3), (std::vector<float>{3, 6, 5}));

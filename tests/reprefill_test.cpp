@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -415,6 +416,27 @@ TEST_F(ReprefillTest, ADamagedReusedKeyIsCaughtAndTheRequestRecomputed) {
   EXPECT_EQ(res->first_logits, recompute_ref->first_logits);
   EXPECT_FALSE(
       store->FindLongestPrefix(model_->transformer().fingerprint(), layout, Ids(n)).has_value());
+}
+
+// The coverage rule end to end: a smaller share of attention mass left out selects a superset
+// at the first period (same queries, same scores).
+TEST_F(ReprefillTest, CoverageSelectionsGrowAsLessMassMayBeLeftOut) {
+  auto store = OpenStore();
+  const StoreLayout layout = StoreLayout::PeriodMajor(16, 1);
+  const int64_t np = 400, n = 420;
+  ASSERT_TRUE(StorePrefix(*model_, *store, layout, Ids(np)).ok());
+  ReprefillOptions o;
+  ASSERT_TRUE(ApplySystemName("contiguouskv-coverage", o).ok());
+  o.budget = 0.02;
+  auto tight = Run(*store, Ids(n), o, layout);
+  o.budget = 0.3;
+  auto loose = Run(*store, Ids(n), o, layout);
+  ASSERT_TRUE(tight.ok() && loose.ok());
+  ASSERT_EQ(tight->selections.size(), 5u);
+  EXPECT_TRUE(std::includes(tight->selections[0].begin(), tight->selections[0].end(),
+                            loose->selections[0].begin(), loose->selections[0].end()));
+  EXPECT_GT(tight->stats.attended_fraction, loose->stats.attended_fraction);
+  EXPECT_LT(loose->stats.attended_fraction, 1.0);  // a loose bound prunes
 }
 
 TEST_F(ReprefillTest, NoPrefixMeansPlainPrefillAndCorruptionFallsBackToRecompute) {

@@ -21,10 +21,18 @@ namespace ckv {
 
 enum class ScoringSource { kFullKeys, kSummaries };
 
+// How ContiguousKV turns a period's chunk scores into a selection. kTopFraction (the paper):
+// the top ceil(budget x m) chunks. kMassCoverage: the fewest top chunks that leave at most
+// `budget` of the suffix queries' attention mass (over prefix and suffix keys) outside the
+// selection, so each period takes what its own attention needs; budget >= 1 still selects
+// everything. Forced chunks are kept by both.
+enum class SelectionRule { kTopFraction, kMassCoverage };
+
 struct ReprefillOptions {
   std::string system = "contiguouskv";  // KV source policy (see ReprefillSystems())
   double budget = 0.10;                 // r: fraction of prefix chunks attended
   ScoringSource scoring = ScoringSource::kFullKeys;
+  SelectionRule selection = SelectionRule::kTopFraction;
   int sub_period = 4;    // sp: inter-period prefetch starts this many layers in
   bool prefetch = true;  // false: load each period's selection synchronously
   // ContiguousKV with full-key scoring: read each selected unit without the period's first

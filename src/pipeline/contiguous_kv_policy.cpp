@@ -222,7 +222,15 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     const int64_t last_tokens = ChunkTokensUsed(ctx_.n_chunks - 1);
     SelectionBudget budget;
     budget.ratio = ctx_.opts->budget;
-    selections_[period] = SelectChunks(scores, last_tokens, c_, budget);
+    double total_mass = 0;
+    if (ctx_.opts->selection == SelectionRule::kMassCoverage && !ctx_.opts->random_selection &&
+        ctx_.opts->budget < 1.0) {
+      // Every (query, head) row's probabilities sum to 1 over all keys (over all chunks, for
+      // summaries), so this is what the scores would sum to with nothing pruned.
+      budget.max_uncovered_mass = ctx_.opts->budget;
+      total_mass = static_cast<double>(n_q) * ctx_.config->num_heads;
+    }
+    selections_[period] = SelectChunks(scores, last_tokens, c_, budget, total_mass);
     if (!scoring_units_.empty() && !scoring_units_[period].empty()) {
       // The selected chunks' first-layer keys are attended from the scoring read; the rest of
       // the buffers go back to the pool.

@@ -11,12 +11,16 @@ namespace {
 
 constexpr ScoringSource kFull = ScoringSource::kFullKeys;
 
-const std::array<SystemSpec, 8> kSystems = {{
+const std::array<SystemSpec, 9> kSystems = {{
     {"contiguouskv", "contiguouskv", kFull, false, SystemLayout::kContiguous, "attention",
      MakeContiguousKVPolicy},
     // The paper's reads: each selected unit whole, its first layer's keys read a second time.
     {"contiguouskv-whole-units", "contiguouskv", kFull, false, SystemLayout::kContiguous,
      "attention", MakeContiguousKVPolicy, /*reuse_scoring_keys=*/false},
+    // Beyond the paper: the budget is the attention mass a period may leave out, not a count.
+    {"contiguouskv-coverage", "contiguouskv", kFull, false, SystemLayout::kContiguous,
+     "attention", MakeContiguousKVPolicy, /*reuse_scoring_keys=*/true,
+     SelectionRule::kMassCoverage},
     {"contiguouskv-summaries", "contiguouskv", ScoringSource::kSummaries, false,
      SystemLayout::kContiguous, "attention", MakeContiguousKVPolicy},
     {"as-lru", "as-lru", kFull, false, SystemLayout::kLayerMajor64, "lru", MakeAsLruPolicy},
@@ -93,6 +97,7 @@ Status ApplySystemName(const std::string& name, ReprefillOptions& opts) {
     opts.scoring = s->scoring;
     opts.impress_always_vote = s->impress_always_vote;
     opts.reuse_scoring_keys = s->reuse_scoring_keys;
+    opts.selection = s->selection;
   }
   return Status::OK();
 }

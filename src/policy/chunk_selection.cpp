@@ -21,7 +21,8 @@ std::vector<int64_t> ForcedChunks(int64_t n_chunks, int64_t last_chunk_tokens, i
 }
 
 std::vector<int64_t> SelectChunks(std::span<const float> scores, int64_t last_chunk_tokens,
-                                  int chunk_tokens, const SelectionBudget& budget) {
+                                  int chunk_tokens, const SelectionBudget& budget,
+                                  double total_mass) {
   const int64_t m = static_cast<int64_t>(scores.size());
   std::vector<int64_t> selected;
   if (m == 0) return selected;
@@ -41,11 +42,22 @@ std::vector<int64_t> SelectChunks(std::span<const float> scores, int64_t last_ch
   for (int64_t j = 0; j < m; ++j) {
     if (!chosen[j]) order.push_back(j);
   }
-  const int64_t by_score = std::min<int64_t>(keep, static_cast<int64_t>(order.size()));
-  std::partial_sort(order.begin(), order.begin() + by_score, order.end(),
-                    [&](int64_t a, int64_t b) {
-                      return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
-                    });
+  const auto higher = [&](int64_t a, int64_t b) {
+    return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+  };
+  int64_t by_score = std::min<int64_t>(keep, static_cast<int64_t>(order.size()));
+  if (budget.max_uncovered_mass >= 0) {
+    std::sort(order.begin(), order.end(), higher);
+    double uncovered = 0;
+    for (int64_t j : order) uncovered += scores[j];
+    const double allowed = budget.max_uncovered_mass * total_mass;
+    by_score = 0;
+    while (by_score < static_cast<int64_t>(order.size()) && uncovered > allowed) {
+      uncovered -= scores[order[by_score++]];
+    }
+  } else {
+    std::partial_sort(order.begin(), order.begin() + by_score, order.end(), higher);
+  }
   for (int64_t i = 0; i < by_score; ++i) chosen[order[i]] = 1;
   for (int64_t j = 0; j < m; ++j) {
     if (chosen[j]) selected.push_back(j);

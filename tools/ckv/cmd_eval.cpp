@@ -40,8 +40,8 @@ void RegisterEval(CLI::App& root, std::vector<Command>& out) {
   quality
       ->add_option(
           "--systems", a->q.systems,
-          "contiguouskv, contiguouskv-summaries, contiguouskv-whole-units, random (ContiguousKV's "
-          "budget, random chunks), "
+          "contiguouskv, contiguouskv-summaries, contiguouskv-whole-units, contiguouskv-coverage "
+          "(budget = attention mass left out), random (ContiguousKV's budget, random chunks), "
           "as-lru, as-h2o-lru, impress, impress-vote")
       ->delimiter(',')
       ->capture_default_str();

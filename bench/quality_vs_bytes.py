@@ -17,7 +17,7 @@ Prints markdown:
 import argparse
 import json
 
-OURS = ("contiguouskv",)
+OURS = ("contiguouskv", "contiguouskv-coverage", "contiguouskv-whole-units")
 
 
 def load(specs):

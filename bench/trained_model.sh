@@ -45,14 +45,22 @@ for t in "${texts[@]}"; do
     "$OUT/quality_${name}_baselines.json" "$OUT/quality_${name}_ours.json" "$OUT/quality_${name}.json"
 done
 
-echo "== quality at equal bytes read: ContiguousKV deciding per layer (p = 1) beside per period"
+echo "== quality at equal bytes read: per layer (p = 1) beside per period, top fraction and coverage"
 for t in "${texts[@]}"; do
   name=$(basename "$t" | cut -d. -f1)
   "$CKV" eval quality --model "$MODEL" --text "$t" --prefix-tokens 1024,2048,4096,8000 \
     --suffix-tokens 8,32 --period 1 --budgets 0.05,0.1,0.15,0.2,0.25,0.3,0.4,0.5 \
     --systems contiguouskv --windows $WINDOWS --json >"$OUT/quality_${name}_ours_p1.json"
+  # Beyond the paper: each period takes what its attention needs (budget = mass left out).
+  for p in 1 "$PERIOD"; do
+    "$CKV" eval quality --model "$MODEL" --text "$t" --prefix-tokens 1024,2048,4096,8000 \
+      --suffix-tokens 8,32 --period $p --budgets 0.01,0.02,0.05,0.1,0.2,0.3 \
+      --systems contiguouskv-coverage --windows $WINDOWS --json \
+      >"$OUT/quality_${name}_coverage_p$p.json"
+  done
   /usr/bin/python3 bench/quality_vs_bytes.py "p=$PERIOD=$OUT/quality_${name}_ours.json" \
     "p=1=$OUT/quality_${name}_ours_p1.json" "base=$OUT/quality_${name}_baselines.json" \
+    "p=1=$OUT/quality_${name}_coverage_p1.json" "p=$PERIOD=$OUT/quality_${name}_coverage_p$PERIOD.json" \
     --png "$OUT/quality_vs_bytes_${name}.png" --title "ckv-long-8m, held-out $name" \
     >"$OUT/bytes_${name}.md"
 done

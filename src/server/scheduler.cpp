@@ -79,6 +79,9 @@ void Scheduler::Complete(std::unique_ptr<Entry> e, Status status) {
   }
   kv_reserved_ -= e->kv_bound;
   e->kv_bound = 0;
+  // Before the answer goes out: a client reading /metrics after its answer must not see the
+  // bound of a sequence already freed (the step's UpdateGauges comes later).
+  metrics_.sequence_kv_reserved_bytes = kv_reserved_;
   gate_.RequestDone();
   e->done.set_value(std::move(out));
   if (e->job.on_done) e->job.on_done();

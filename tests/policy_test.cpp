@@ -71,8 +71,7 @@ TEST(ChunkSelection, CoverageTakesTheFewestTopChunksLeavingTheAllowedMass) {
   EXPECT_EQ(SelectChunks(scores, 16, 16, b, 1000.0), (std::vector<int64_t>{0, 9}));
   // Nothing may stay out: every chunk with mass; ties at 0 are left out only when allowed.
   b.max_uncovered_mass = 0.0;
-  EXPECT_EQ(SelectChunks(scores, 16, 16, b, 100.0),
-            (std::vector<int64_t>{0, 1, 2, 4, 5, 6, 8, 9}));
+  EXPECT_EQ(SelectChunks(scores, 16, 16, b, 100.0), (std::vector<int64_t>{0, 1, 2, 4, 5, 6, 8, 9}));
   b.ratio = 1.0;  // a budget of 1 still selects everything
   EXPECT_EQ(SelectChunks(scores, 16, 16, b, 100.0).size(), 10u);
 }

@@ -39,7 +39,7 @@ struct ReprefillOptions {
   // layer's keys, which the scoring read brought already (false: whole units, the paper's
   // reads; the answers are the same, only the bytes read differ).
   bool reuse_scoring_keys = true;
-  int max_tokens = 1;    // tokens to generate (the first one is the TTFT token)
+  int max_tokens = 1;  // tokens to generate (the first one is the TTFT token)
   SamplingOptions sampling;
   std::string trace_path;  // Chrome trace-event JSON, if set
   // Also return next-token logits at every suffix position (quality evaluation).

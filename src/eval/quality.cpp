@@ -164,7 +164,8 @@ Result<std::vector<QualityRow>> EvaluateQuality(const Model& model, const std::s
               a.full_nll += full_nll;
               a.attended += r.stats.attended_fraction;
               a.read += static_cast<double>(r.stats.ssd_bytes_read) / prefix_kv_bytes(P);
-              a.scoring_read += static_cast<double>(r.stats.scoring_bytes_read) / prefix_kv_bytes(P);
+              a.scoring_read +=
+                  static_cast<double>(r.stats.scoring_bytes_read) / prefix_kv_bytes(P);
               a.probe_layers += r.stats.probe_layers;
               a.probe_votes += r.stats.probe_vote_layers;
               a.overlap_shared += shared;

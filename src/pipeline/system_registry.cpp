@@ -18,9 +18,8 @@ const std::array<SystemSpec, 9> kSystems = {{
     {"contiguouskv-whole-units", "contiguouskv", kFull, false, SystemLayout::kContiguous,
      "attention", MakeContiguousKVPolicy, /*reuse_scoring_keys=*/false},
     // Beyond the paper: the budget is the attention mass a period may leave out, not a count.
-    {"contiguouskv-coverage", "contiguouskv", kFull, false, SystemLayout::kContiguous,
-     "attention", MakeContiguousKVPolicy, /*reuse_scoring_keys=*/true,
-     SelectionRule::kMassCoverage},
+    {"contiguouskv-coverage", "contiguouskv", kFull, false, SystemLayout::kContiguous, "attention",
+     MakeContiguousKVPolicy, /*reuse_scoring_keys=*/true, SelectionRule::kMassCoverage},
     {"contiguouskv-summaries", "contiguouskv", ScoringSource::kSummaries, false,
      SystemLayout::kContiguous, "attention", MakeContiguousKVPolicy},
     {"as-lru", "as-lru", kFull, false, SystemLayout::kLayerMajor64, "lru", MakeAsLruPolicy},

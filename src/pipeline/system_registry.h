@@ -29,7 +29,7 @@ struct SystemSpec {
   SystemLayout layout = SystemLayout::kContiguous;
   std::string_view cache_policy;              // its own eviction ("" when it caches nothing)
   std::unique_ptr<KVSourcePolicy> (*make)();  // null: plain prefill of the whole context
-  bool reuse_scoring_keys = true;  // ReprefillOptions::reuse_scoring_keys an alias sets
+  bool reuse_scoring_keys = true;             // ReprefillOptions::reuse_scoring_keys an alias sets
   SelectionRule selection = SelectionRule::kTopFraction;  // ReprefillOptions::selection
 };
 

@@ -9,7 +9,7 @@
 namespace ckv {
 
 struct SelectionBudget {
-  double ratio = 0.10;      // fraction r of the prefix's m chunks: keep ceil(r * m)
+  double ratio = 0.10;  // fraction r of the prefix's m chunks: keep ceil(r * m)
   // >= 0: instead of ceil(r m) chunks, the fewest top chunks that leave at most this share of
   // the queries' total attention mass (`total_mass` of SelectChunks) outside the selection.
   double max_uncovered_mass = -1;

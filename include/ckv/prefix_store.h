@@ -184,6 +184,9 @@ class PrefixHandle {
   // Checks `bytes` (extent.length of them) against the extent's checksum; on mismatch returns
   // Corruption naming prefix, file, layer and chunk, and quarantines the prefix.
   Status VerifyExtent(int layer, int64_t chunk, KVPart part, const void* bytes) const;
+  // The same for a kKV extent whose K rows (the first half) and V rows sit in two buffers, as
+  // when the keys came with an earlier read; nothing is copied.
+  Status VerifyExtent(int layer, int64_t chunk, const void* k_half, const void* v_half) const;
   Status VerifyBlock(const LayerBlock& block, int layer, const void* bytes) const;
 
   // Synchronous reads (pread through the page cache), verified. Used by tests and fallbacks.
@@ -199,6 +202,8 @@ class PrefixHandle {
   Status VerifyAll() const;
 
  private:
+  // OK when `actual` is e's stored checksum; else Corruption and quarantine.
+  Status CheckExtent(const Extent& e, int layer, int64_t chunk, KVPart part, uint64_t actual) const;
   std::unique_ptr<store_internal::HandleState> s_;
 };
 

@@ -8,7 +8,6 @@
 // computes. The engine's memory cache (LRU, as the benchmark configures it) serves K and V
 // halves it still holds.
 #include <chrono>
-#include <cstring>
 #include <map>
 #include <utility>
 
@@ -103,8 +102,7 @@ class AsH2OLruPolicy : public KVSourcePolicy {
       const Extent ext = b.ext;
       // Runs on the I/O thread once V is in; the K half is already in memory.
       auto verify = [prefix, layer, j, kr, ext, half, begin](const std::byte* v) {
-        return VerifyWhole(*prefix, layer, j, ext, half, kr->At(ext.offset),
-                           v + (ext.offset + half - begin));
+        return prefix->VerifyExtent(layer, j, kr->At(ext.offset), v + (ext.offset + half - begin));
       };
       b.v = reader_.Fetch(b.ext.file, begin, static_cast<uint32_t>(end - begin),
                           reader_.Key(b.ext.file, RangeCut::kValuesHalf, layer, begin),
@@ -128,8 +126,8 @@ class AsH2OLruPolicy : public KVSourcePolicy {
       if (!b.v->from_ssd()) {
         // A cached V half was verified with the K bytes of its time; the K half may have been
         // read again since, unverified: check the pair that is attended now.
-        CKV_RETURN_IF_ERROR(VerifyWhole(*prefix, layer, j, b.ext, half, b.k->At(b.ext.offset),
-                                        b.v->At(b.ext.offset + half)));
+        CKV_RETURN_IF_ERROR(
+            prefix->VerifyExtent(layer, j, b.k->At(b.ext.offset), b.v->At(b.ext.offset + half)));
       }
     }
 
@@ -220,15 +218,6 @@ class AsH2OLruPolicy : public KVSourcePolicy {
   }
 
   int64_t Tokens(int64_t j) const { return std::min<int64_t>(c_, ctx_.prefix_tokens - j * c_); }
-
-  // The extent's checksum covers K then V; the halves live in two buffers.
-  static Status VerifyWhole(const PrefixHandle& prefix, int layer, int64_t chunk, const Extent& ext,
-                            uint64_t half, const std::byte* k, const std::byte* v) {
-    std::vector<std::byte> whole(ext.length);
-    std::memcpy(whole.data(), k, half);
-    std::memcpy(whole.data() + half, v, ext.length - half);
-    return prefix.VerifyExtent(layer, chunk, KVPart::kKV, whole.data());
-  }
 
   RequestContext ctx_;
   PolicyAccounting acct_;

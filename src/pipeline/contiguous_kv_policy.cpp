@@ -6,7 +6,6 @@
 // scoring read brought them already (the unit starts there), so they are not read twice.
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <map>
 #include <optional>
 #include <random>
@@ -85,7 +84,7 @@ class ContiguousKVPolicy : public KVSourcePolicy {
         if (!unit.keys) return Status::Internal("keys of a trimmed unit not held");
         k = unit.keys->data();
         v = u.At(ext.offset + k_bytes);
-        CKV_RETURN_IF_ERROR(VerifySplit(layer, j, ext, k, v));
+        CKV_RETURN_IF_ERROR(ctx_.prefix->VerifyExtent(layer, j, k, v));
         out.keep_alive.push_back(unit.keys->range);
       } else {
         k = u.At(ext.offset);
@@ -295,9 +294,8 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     for (const auto& [chunk, u] : units_[period]) reader_.Account(*u.range, /*scoring=*/false);
     // Scoring reads whose keys are attended were data loaded to be attended, not only to score.
     for (const auto& [chunk, keys] : scored_keys_[period]) {
-      if (units_[period].count(chunk) && units_[period].at(chunk).keys && keys.range->from_ssd()) {
-        acct_.scoring_bytes_read -= keys.range->length;
-        acct_.ssd_bytes_read += keys.range->length;
+      if (units_[period].count(chunk) && units_[period].at(chunk).keys) {
+        reader_.AccountAttendedAfterAll(*keys.range);
       }
     }
     return Status::OK();
@@ -380,16 +378,6 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     unit.length -= static_cast<uint32_t>(cut - unit.offset);
     unit.offset = cut;
     return keys;
-  }
-
-  // The extent's checksum covers K then V; here they live in two buffers.
-  Status VerifySplit(int layer, int64_t chunk, const Extent& ext, const std::byte* k,
-                     const std::byte* v) const {
-    const auto k_bytes = static_cast<size_t>(c_ * kv_row_bytes_);
-    std::vector<std::byte> whole(ext.length);
-    std::memcpy(whole.data(), k, k_bytes);
-    std::memcpy(whole.data() + k_bytes, v, ext.length - k_bytes);
-    return ctx_.prefix->VerifyExtent(layer, chunk, KVPart::kKV, whole.data());
   }
 
   Status WaitAll(int period) {

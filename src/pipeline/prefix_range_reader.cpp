@@ -105,6 +105,12 @@ void PrefixRangeReader::AccountWasted(const FetchedRange& r) const {
   acct_->speculative_bytes_wasted += r.length;
 }
 
+void PrefixRangeReader::AccountAttendedAfterAll(const FetchedRange& r) const {
+  if (!r.from_ssd()) return;
+  acct_->scoring_bytes_read -= r.length;
+  acct_->ssd_bytes_read += r.length;
+}
+
 void PrefixRangeReader::Insert(const FetchedRange& r) const {
   if (ctx_.cache == nullptr || !r.slot || !r.slot->ready() || !r.slot->status().ok()) return;
   ctx_.cache->Insert(r.key, r.Copy());

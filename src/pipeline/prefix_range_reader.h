@@ -69,6 +69,10 @@ class PrefixRangeReader {
   // Counts a range read for attention that nothing attended (a mispredicted speculative read):
   // its SSD bytes were read and wasted; no hit or miss.
   void AccountWasted(const FetchedRange& r) const;
+  // A range Account counted as identification whose bytes were attended after all (keys a
+  // scoring read brought and a selected unit then used): its SSD bytes move from
+  // scoring_bytes_read to ssd_bytes_read. Once per range.
+  void AccountAttendedAfterAll(const FetchedRange& r) const;
   // Copies a successfully read (and verified, if it had a check) range into the cache.
   void Insert(const FetchedRange& r) const;
   void Insert(const ChunkKey& key, ChunkCache::Data data) const;

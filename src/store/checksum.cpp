@@ -2,6 +2,9 @@
 
 #include <xxhash.h>
 
+#include <memory>
+#include <new>
+
 namespace ckv::store_internal {
 
 uint64_t Checksum(const void* data, size_t n) {
@@ -10,6 +13,18 @@ uint64_t Checksum(const void* data, size_t n) {
 
 uint64_t ChecksumWithSeed(const void* data, size_t n, uint64_t seed) {
   return XXH3_64bits_withSeed(data, n, seed);
+}
+
+uint64_t ChecksumOfTwo(const void* first, size_t first_n, const void* second, size_t second_n) {
+  struct FreeState {
+    void operator()(XXH3_state_t* s) const { XXH3_freeState(s); }
+  };
+  std::unique_ptr<XXH3_state_t, FreeState> state(XXH3_createState());
+  if (!state) throw std::bad_alloc();
+  XXH3_64bits_reset(state.get());
+  XXH3_64bits_update(state.get(), first, first_n);
+  XXH3_64bits_update(state.get(), second, second_n);
+  return XXH3_64bits_digest(state.get());
 }
 
 std::string Hex64(uint64_t v) {

@@ -101,6 +101,7 @@ Result<std::unique_ptr<HandleState>> OpenHandleState(const Manifest& m,
 }  // namespace store_internal
 
 using store_internal::Checksum;
+using store_internal::ChecksumOfTwo;
 using store_internal::HandleSegment;
 using store_internal::HandleState;
 using store_internal::Hex64;
@@ -218,7 +219,19 @@ std::vector<LayerBlock> PrefixHandle::ProbeKeyBlocks(int layer) const {
 
 Status PrefixHandle::VerifyExtent(int layer, int64_t chunk, KVPart part, const void* bytes) const {
   CKV_ASSIGN_OR_RETURN(Extent e, LocateExtent(layer, chunk, part));
-  const uint64_t actual = Checksum(bytes, e.length);
+  return CheckExtent(e, layer, chunk, part, Checksum(bytes, e.length));
+}
+
+Status PrefixHandle::VerifyExtent(int layer, int64_t chunk, const void* k_half,
+                                  const void* v_half) const {
+  CKV_ASSIGN_OR_RETURN(Extent e, LocateExtent(layer, chunk, KVPart::kKV));
+  const size_t half = e.length / 2;  // K [c][kv_dim] then V [c][kv_dim]
+  return CheckExtent(e, layer, chunk, KVPart::kKV,
+                     ChecksumOfTwo(k_half, half, v_half, e.length - half));
+}
+
+Status PrefixHandle::CheckExtent(const Extent& e, int layer, int64_t chunk, KVPart part,
+                                 uint64_t actual) const {
   if (actual == e.checksum) return Status::OK();
   const HandleSegment& seg = s_->segs[s_->SegmentOf(chunk)];
   return Fail(

@@ -193,6 +193,32 @@ TEST_F(ReprefillTest, BoundedPrefetchBufferIsNeverExceededAndResultsHold) {
   EXPECT_EQ(tiny->stats.prefetch_capacity_bytes, 64 << 10);
 }
 
+// Every period's scoring keys do not fit a small pool (a long prefix at a short period): they
+// are read ahead only as far as half the pool, the rest as earlier periods release theirs, so
+// no read falls back to the synchronous path and the answers are those of a large pool.
+TEST_F(ReprefillTest, ScoringKeysBeyondThePoolAreReadAheadAsItFrees) {
+  auto store = OpenStore();
+  const int64_t np = 450, n = 460;
+  // 29 chunks x 5 periods of 4 KiB key reads: 580 KiB of scoring keys against a 256 KiB pool.
+  const auto layout = StoreLayout::PeriodMajor(16, 1);
+  ASSERT_TRUE(StorePrefix(*model_, *store, layout, Ids(np)).ok());
+  ReprefillOptions o;
+  o.budget = 0.25;
+  o.max_tokens = 4;
+  // No speculative reads: they may fill what the scoring keys leave free (by design: they are
+  // skipped, never synchronous, when the pool is full), and this is about the scoring keys.
+  o.prefetch = false;
+  auto big = Run(*store, Ids(n), o, layout, 0, 64 << 20);
+  auto small = Run(*store, Ids(n), o, layout, 0, 256 << 10);
+  ASSERT_TRUE(big.ok() && small.ok());
+  EXPECT_EQ(small->selections, big->selections);
+  EXPECT_EQ(small->first_logits, big->first_logits);
+  EXPECT_EQ(small->generated_ids, big->generated_ids);
+  EXPECT_EQ(small->stats.scoring_bytes_read, big->stats.scoring_bytes_read);
+  EXPECT_EQ(small->stats.buffer_overflows, 0);
+  EXPECT_LE(small->stats.prefetch_peak_bytes, 256 << 10);
+}
+
 TEST_F(ReprefillTest, MemoryCacheServesRepeatedRequests) {
   auto store = OpenStore();
   const int64_t np = 300;

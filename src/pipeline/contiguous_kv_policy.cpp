@@ -43,6 +43,9 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     scoring_keys_.clear();
     scoring_copies_.clear();
     scoring_units_.clear();
+    scoring_plans_.clear();
+    scoring_ahead_bytes_.clear();
+    ahead_bytes_total_ = 0;
     selections_.assign(periods_, {});
     units_.assign(periods_, {});
     scored_keys_.assign(periods_, {});
@@ -125,61 +128,121 @@ class ContiguousKVPolicy : public KVSourcePolicy {
   }
 
   // Full-key scoring needs the keys of every chunk at each period's first layer; they do not
-  // depend on any selection, so all are requested up front and arrive while layers compute.
+  // depend on any selection, so they are read ahead, in period order, while layers compute.
   // They go through the memory cache too (group -1 - period), with no attention importance.
+  // Planned here; issued by IssueScoringAhead as far as the prefetch pool allows.
   void IssueScoringReads() {
+    scoring_plans_.assign(periods_, {});
     scoring_units_.assign(periods_, {});
+    scoring_ahead_bytes_.assign(periods_, 0);
+    next_scoring_ = {0, 0};
     for (int period = 0; period < periods_; ++period) {
       const int layer = period * p_;
+      auto& plans = scoring_plans_[period];
       if (ctx_.opts->scoring == ScoringSource::kSummaries) {
         for (const LayerBlock& b : ctx_.prefix->SummaryBlocks(layer)) {
           auto prefix = ctx_.prefix;
-          scoring_units_[period].push_back(ScoringRead(
-              period, b.unit,
-              [prefix, b, layer](const std::byte* bytes) {
-                return prefix->VerifyBlock(b, layer, bytes);
-              },
-              b.unit.offset, "summaries L" + std::to_string(layer)));
+          plans.push_back({true, b.unit, b.unit.offset, "summaries L" + std::to_string(layer),
+                           [prefix, b, layer](const std::byte* bytes) {
+                             return prefix->VerifyBlock(b, layer, bytes);
+                           }});
         }
+      } else {
+        for (int64_t j = 0; j < ctx_.n_chunks; ++j) {
+          auto ext = ctx_.prefix->LocateExtent(layer, j);
+          if (!ext.ok()) {
+            plans.push_back({});  // reported when scoring needs it
+            continue;
+          }
+          // The K half of the extent, widened to 4 KiB alignment for O_DIRECT. Scoring reads
+          // are advisory (a selected chunk's keys are verified with its values before use), so
+          // they are not verified.
+          const uint64_t k_bytes = static_cast<uint64_t>(c_) * kv_row_bytes_;
+          const uint64_t begin = AlignDown4k(ext->offset);
+          const uint64_t end = AlignUp4k(ext->offset + k_bytes);
+          plans.push_back({true, ReadUnit{ext->file, begin, static_cast<uint32_t>(end - begin)},
+                           ext->offset, "keys L" + std::to_string(layer) + " c" + std::to_string(j),
+                           nullptr});
+        }
+      }
+      scoring_units_[period].resize(plans.size());
+    }
+    IssueScoringAhead();
+  }
+
+  // Issues planned scoring reads in period order while the ones read ahead of their period's
+  // selection hold at most half the prefetch pool and the pool has room: a long prefix at a
+  // short period has more keys than the pool holds (32K tokens x 12 periods of the 0.5B shape:
+  // 100 MB), and reads issued past that would be synchronous, or leave the current period's
+  // units no buffers. What is not issued now is issued as earlier periods release theirs.
+  void IssueScoringAhead() {
+    const size_t window = ctx_.loader->pool().capacity() / 2;
+    auto& [period, index] = next_scoring_;
+    while (period < periods_) {
+      if (index >= scoring_plans_[period].size()) {
+        ++period;
+        index = 0;
         continue;
       }
-      for (int64_t j = 0; j < ctx_.n_chunks; ++j) {
-        auto ext = ctx_.prefix->LocateExtent(layer, j);
-        if (!ext.ok()) {
-          scoring_units_[period].push_back({});  // reported when scoring needs it
-          continue;
+      const ScoringPlan& plan = scoring_plans_[period][index];
+      if (plan.located) {
+        if (ahead_bytes_total_ + plan.unit.length > window) return;
+        if (!IssueScoring(period, index, /*ahead=*/true)) return;  // the pool is full
+      }
+      ++index;
+    }
+  }
+
+  // Issues scoring read `index` of `period`; ahead: not when the pool is full (false).
+  bool IssueScoring(int period, size_t index, bool ahead) {
+    const ScoringPlan& plan = scoring_plans_[period][index];
+    const ReadUnit& unit = plan.unit;
+    const ChunkKey key = reader_.Key(unit.file, RangeCut::kUnit, -1 - period, unit.offset);
+    auto r =
+        ahead
+            ? reader_.FetchAhead(unit.file, unit.offset, unit.length, key, plan.verify, plan.label)
+            : reader_.Fetch(unit.file, unit.offset, unit.length, key, plan.verify, plan.label);
+    if (!r) return false;
+    reader_.Account(*r, /*scoring=*/true);
+    if (r->from_ssd()) {
+      scoring_ahead_bytes_[period] += unit.length;
+      ahead_bytes_total_ += unit.length;
+    } else {
+      scoring_keys_[period].push_back(key);  // a cache hit, holding no pool buffer
+    }
+    scoring_units_[period][index] = ScoringRange{std::move(r), plan.data_at};
+    return true;
+  }
+
+  // Before a period scores: every one of its scoring reads issued (those the window held back
+  // now, waiting for a buffer only if the pool is still full).
+  void IssueScoringOf(int period) {
+    IssueScoringAhead();
+    auto& [next_period, index] = next_scoring_;
+    for (; next_period <= period; ++next_period, index = 0) {
+      for (; index < scoring_plans_[next_period].size(); ++index) {
+        if (scoring_plans_[next_period][index].located) {
+          IssueScoring(next_period, index, /*ahead=*/false);
         }
-        // The K half of the extent, widened to 4 KiB alignment for O_DIRECT. Scoring reads are
-        // advisory (a selected chunk is re-read whole and verified), so they are not verified.
-        const uint64_t k_bytes = static_cast<uint64_t>(c_) * kv_row_bytes_;
-        const uint64_t begin = AlignDown4k(ext->offset);
-        const uint64_t end = AlignUp4k(ext->offset + k_bytes);
-        const ReadUnit unit{ext->file, begin, static_cast<uint32_t>(end - begin)};
-        scoring_units_[period].push_back(
-            ScoringRead(period, unit, nullptr, ext->offset,
-                        "keys L" + std::to_string(layer) + " c" + std::to_string(j)));
       }
     }
   }
 
-  // One scoring range (all read in Begin, in period order) and the file offset of the data
-  // scoring uses inside it.
+  // What a scoring read is, issued or not.
+  struct ScoringPlan {
+    bool located = false;  // false: the store could not locate it (an error when scored)
+    ReadUnit unit;
+    uint64_t data_at = 0;
+    std::string label;
+    std::function<Status(const std::byte*)> verify;
+  };
+
+  // One issued scoring range and the file offset of the data scoring uses inside it.
   struct ScoringRange {
     std::shared_ptr<FetchedRange> range;
     uint64_t data_at = 0;
     const std::byte* data() const { return range->At(data_at); }
   };
-
-  ScoringRange ScoringRead(int period, const ReadUnit& unit,
-                           std::function<Status(const std::byte*)> verify, uint64_t data_at,
-                           std::string label) {
-    const ChunkKey key = reader_.Key(unit.file, RangeCut::kUnit, -1 - period, unit.offset);
-    auto r = reader_.Fetch(unit.file, unit.offset, unit.length, key, std::move(verify),
-                           std::move(label));
-    reader_.Account(*r, /*scoring=*/true);
-    if (!r->from_ssd()) scoring_keys_[period].push_back(key);
-    return ScoringRange{std::move(r), data_at};
-  }
 
   Status SelectPeriod(int period, int layer, const float* q, int n_q, const int32_t* q_pos,
                       const KVSpan& suffix_keys) {
@@ -193,6 +256,7 @@ class ContiguousKVPolicy : public KVSourcePolicy {
       std::uniform_real_distribution<float> u(0.f, 1.f);
       for (auto& s : scores) s = u(rng);
     } else {
+      IssueScoringOf(period);
       for (const ScoringRange& u : scoring_units_[period]) {
         if (!u.range) return Status::Internal("a scoring read could not be located in the store");
         CKV_RETURN_IF_ERROR(reader_.Wait(*u.range));
@@ -237,6 +301,10 @@ class ContiguousKVPolicy : public KVSourcePolicy {
         for (int64_t j : selections_[period]) scored_keys_[period][j] = scoring_units_[period][j];
       }
       scoring_units_[period].clear();
+      scoring_plans_[period].clear();
+      ahead_bytes_total_ -= scoring_ahead_bytes_[period];
+      scoring_ahead_bytes_[period] = 0;
+      IssueScoringAhead();  // the next periods' keys, into what this one released
     }
     acct_.chunks_selected += static_cast<int64_t>(selections_[period].size());
     acct_.scoring_ms += MsSince(t0);
@@ -433,7 +501,13 @@ class ContiguousKVPolicy : public KVSourcePolicy {
   // Per period: the scoring reads of its selected chunks (their first-layer keys).
   std::vector<std::map<int64_t, ScoringRange>> scored_keys_;
   std::vector<std::map<int64_t, double>> importance_;
+  // Per period: its scoring reads (planned in Begin, issued in order as the pool allows), the
+  // bytes of them issued, and the next one to issue (period, index).
+  std::vector<std::vector<ScoringPlan>> scoring_plans_;
   std::vector<std::vector<ScoringRange>> scoring_units_;
+  std::vector<uint64_t> scoring_ahead_bytes_;
+  uint64_t ahead_bytes_total_ = 0;
+  std::pair<int, size_t> next_scoring_{0, 0};
   // Per period until it is finished: scoring units the cache served, and copies of the ones
   // read from SSD, to insert with their importance.
   std::map<int, std::vector<ChunkKey>> scoring_keys_;

@@ -236,9 +236,13 @@ void UnitLoader::Run() {
       }
       Status st = engine_->Submit(batch);
       if (st.ok()) {
+        // Moved, not copied: a slot whose read completes in the Reap below must hold no
+        // reference here once it is done, or its buffer would outlive the waiter's last
+        // reference until this iteration ends, and a read issued meanwhile would find the pool
+        // full (a synchronous read).
         for (size_t i = 0; i < batch.size(); ++i) {
           incoming[i]->due_ = pacer_->Reserve(incoming[i]->length_);
-          in_flight.emplace(batch[i].tag, incoming[i]);
+          in_flight.emplace(batch[i].tag, std::move(incoming[i]));
         }
       } else {
         // Refused as a whole (the interface's contract): no read of the batch started, so

@@ -39,7 +39,7 @@ for t in "${texts[@]}"; do
     --windows $WINDOWS --json >"$OUT/quality_${name}_baselines.json"
   "$CKV" eval quality --model "$MODEL" --text "$t" --prefix-tokens 1024,2048,4096,8000 \
     --suffix-tokens 8,32 --period "$PERIOD" \
-    --budgets 0.025,0.05,0.075,0.1,0.15,0.2,0.25,0.3,0.4,0.5 --systems contiguouskv \
+    --budgets 0.025,0.05,0.075,0.1,0.15,0.2,0.25,0.3,0.4,0.5,0.75 --systems contiguouskv \
     --windows $WINDOWS --json >"$OUT/quality_${name}_ours.json"
   /usr/bin/python3 -c 'import json, sys; json.dump(json.load(open(sys.argv[1])) + json.load(open(sys.argv[2])), open(sys.argv[3], "w"))' \
     "$OUT/quality_${name}_baselines.json" "$OUT/quality_${name}_ours.json" "$OUT/quality_${name}.json"

@@ -62,6 +62,9 @@ class ContiguousKVPolicy : public KVSourcePolicy {
       if (period > 0) FinishPeriod(period - 1);
       CKV_RETURN_IF_ERROR(SelectPeriod(period, layer, q, n_q, q_pos, suffix_keys));
       CKV_RETURN_IF_ERROR(RequestPeriod(period));
+      // The next period's keys, after this period's units: a device serves reads in order, and
+      // these units are needed first.
+      if (!scoring_plans_.empty()) IssueScoringAhead();
       if (!ctx_.opts->prefetch) CKV_RETURN_IF_ERROR(WaitAll(period));
     }
     if (ctx_.opts->prefetch && layer == first + ctx_.opts->sub_period && period + 1 < periods_) {
@@ -136,6 +139,7 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     scoring_units_.assign(periods_, {});
     scoring_ahead_bytes_.assign(periods_, 0);
     next_scoring_ = {0, 0};
+    selected_through_ = -1;
     for (int period = 0; period < periods_; ++period) {
       const int layer = period * p_;
       auto& plans = scoring_plans_[period];
@@ -175,10 +179,13 @@ class ContiguousKVPolicy : public KVSourcePolicy {
   // short period has more keys than the pool holds (32K tokens x 12 periods of the 0.5B shape:
   // 100 MB), and reads issued past that would be synchronous, or leave the current period's
   // units no buffers. What is not issued now is issued as earlier periods release theirs.
+  // Scoring keys are read at most this many periods beyond the one computing: more would queue
+  // ahead of that period's units on the device, which are needed first.
+  static constexpr int kScoringPeriodsAhead = 1;
   void IssueScoringAhead() {
     const size_t window = ctx_.loader->pool().capacity() / 2;
     auto& [period, index] = next_scoring_;
-    while (period < periods_) {
+    while (period < periods_ && period <= selected_through_ + kScoringPeriodsAhead) {
       if (index >= scoring_plans_[period].size()) {
         ++period;
         index = 0;
@@ -304,8 +311,8 @@ class ContiguousKVPolicy : public KVSourcePolicy {
       scoring_plans_[period].clear();
       ahead_bytes_total_ -= scoring_ahead_bytes_[period];
       scoring_ahead_bytes_[period] = 0;
-      IssueScoringAhead();  // the next periods' keys, into what this one released
     }
+    selected_through_ = period;
     acct_.chunks_selected += static_cast<int64_t>(selections_[period].size());
     acct_.scoring_ms += MsSince(t0);
     if (ctx_.tracer->enabled()) {
@@ -508,6 +515,7 @@ class ContiguousKVPolicy : public KVSourcePolicy {
   std::vector<uint64_t> scoring_ahead_bytes_;
   uint64_t ahead_bytes_total_ = 0;
   std::pair<int, size_t> next_scoring_{0, 0};
+  int selected_through_ = -1;  // the last period whose selection is made
   // Per period until it is finished: scoring units the cache served, and copies of the ones
   // read from SSD, to insert with their importance.
   std::map<int, std::vector<ChunkKey>> scoring_keys_;

@@ -194,8 +194,8 @@ TEST_F(ReprefillTest, BoundedPrefetchBufferIsNeverExceededAndResultsHold) {
 }
 
 // Every period's scoring keys do not fit a small pool (a long prefix at a short period): they
-// are read ahead only as far as half the pool, the rest as earlier periods release theirs, so
-// no read falls back to the synchronous path and the answers are those of a large pool.
+// are read one period ahead within half the pool as earlier periods release theirs, so reads
+// do not fall back to the synchronous path and the answers are those of a large pool.
 TEST_F(ReprefillTest, ScoringKeysBeyondThePoolAreReadAheadAsItFrees) {
   auto store = OpenStore();
   const int64_t np = 450, n = 460;

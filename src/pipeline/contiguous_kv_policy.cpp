@@ -174,14 +174,15 @@ class ContiguousKVPolicy : public KVSourcePolicy {
     IssueScoringAhead();
   }
 
-  // Issues planned scoring reads in period order while the ones read ahead of their period's
-  // selection hold at most half the prefetch pool and the pool has room: a long prefix at a
-  // short period has more keys than the pool holds (32K tokens x 12 periods of the 0.5B shape:
-  // 100 MB), and reads issued past that would be synchronous, or leave the current period's
-  // units no buffers. What is not issued now is issued as earlier periods release theirs.
   // Scoring keys are read at most this many periods beyond the one computing: more would queue
-  // ahead of that period's units on the device, which are needed first.
+  // on the device ahead of that period's units, which are needed first.
   static constexpr int kScoringPeriodsAhead = 1;
+
+  // Issues planned scoring reads in period order, up to kScoringPeriodsAhead periods past the
+  // last selection, while the ones read ahead of their period's selection hold at most half the
+  // prefetch pool and the pool has room: a long prefix at a short period has more keys than the
+  // pool holds (32K tokens x 12 periods of the 0.5B shape: 100 MB), and reads issued past that
+  // would be synchronous, or leave the current period's units no buffers.
   void IssueScoringAhead() {
     const size_t window = ctx_.loader->pool().capacity() / 2;
     auto& [period, index] = next_scoring_;
